@@ -1,0 +1,57 @@
+"""lrp_engine: Layer-wise Relevance Propagation for PyTorch image classifiers.
+
+    import lrp_engine as le
+    R = le.explain(model, x, target=None, composite="epsilon")  # relevance, shape of x
+
+No Streamlit here: the dashboard in ``pages/`` only calls into this package.
+"""
+
+from .composites import (
+    PRESET_DOCS,
+    PRESETS,
+    ByBlock,
+    ByDepth,
+    ByIndex,
+    ByName,
+    ByType,
+    Composite,
+    First,
+    Last,
+    Selector,
+    get_composite,
+)
+from .conservation import ConservationReport, ConservationRow, conservation
+from .core import (
+    Explanation,
+    LayerRelevance,
+    RelevancePass,
+    analyze,
+    explain,
+    gradient_x_input,
+    resolve_target,
+)
+from .layers import LayerInfo, LayerTable, UnsupportedLayerError, layer_table
+from .rules import (
+    RULES,
+    AlphaBeta,
+    Epsilon,
+    EpsilonStd,
+    Flat,
+    Gamma,
+    Pass,
+    Rule,
+    WSquare,
+    ZBox,
+    Zero,
+    ZPlus,
+    make_rule,
+)
+
+__all__ = [
+    "PRESETS", "PRESET_DOCS", "RULES", "AlphaBeta", "ByBlock", "ByDepth", "ByIndex", "ByName",
+    "ByType", "Composite", "ConservationReport", "ConservationRow", "Epsilon", "EpsilonStd",
+    "Explanation", "First", "Flat", "Gamma", "Last", "LayerInfo", "LayerRelevance",
+    "LayerTable", "Pass", "RelevancePass", "Rule", "Selector", "UnsupportedLayerError",
+    "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "conservation", "explain",
+    "get_composite", "gradient_x_input", "layer_table", "make_rule", "resolve_target",
+]

@@ -1,0 +1,300 @@
+"""Composites: which rule each layer gets, plus the named presets.
+
+A :class:`Composite` is an ordered list of (selector, rule) pairs and a default rule; the first
+selector that matches a layer decides. Selectors see a :class:`~lrp_engine.layers.LayerInfo`
+and the whole :class:`~lrp_engine.layers.LayerTable`, so they can select by type, by module
+name, by execution position (``ByIndex(0, 17)`` is the seeds' ``l <= 16``), first/last of a
+type, VGG-style blocks, or a depth fraction. Presets are builders in :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from .layers import LayerInfo, LayerTable
+from .ops import AVGPOOL_TYPES, CONV_TYPES, MAXPOOL_TYPES
+from .rules import (
+    AlphaBeta,
+    Epsilon,
+    EpsilonStd,
+    Flat,
+    Gamma,
+    Rule,
+    WSquare,
+    ZBox,
+    Zero,
+    ZPlus,
+)
+
+MAXPOOL_MODES = ("avg", "winner")
+
+
+def _type_names(types: Sequence[type | str]) -> tuple[str, ...]:
+    return tuple(t if isinstance(t, str) else t.__name__ for t in types)
+
+
+def _subclass_names(types: Sequence[type | str]) -> set[str]:
+    """Names of the given types and of the torch.nn subclasses of each (Conv → Conv2d…)."""
+    names = set(_type_names(types))
+    for t in types:
+        if isinstance(t, type):
+            names |= {c.__name__ for c in _all_subclasses(t)}
+    return names
+
+
+def _all_subclasses(t: type) -> list[type]:
+    out = []
+    for c in t.__subclasses__():
+        out.append(c)
+        out.extend(_all_subclasses(c))
+    return out
+
+
+class Selector:
+    """Decides whether a layer is selected; subclasses implement :meth:`__call__`."""
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ByType(Selector):
+    """Layers of the given types (classes or class names; subclasses included)."""
+
+    types: tuple
+
+    def __init__(self, *types: type | str) -> None:
+        object.__setattr__(self, "types", tuple(types))
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        return info.kind in _subclass_names(self.types)
+
+
+@dataclass(frozen=True)
+class ByName(Selector):
+    """Layers whose module name matches one of the names (shell-style wildcards allowed)."""
+
+    names: tuple
+
+    def __init__(self, *names: str) -> None:
+        object.__setattr__(self, "names", tuple(names))
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        return any(fnmatch.fnmatchcase(info.name, n) for n in self.names)
+
+
+@dataclass(frozen=True)
+class ByIndex(Selector):
+    """Layers with ``start <= index < stop`` (execution-order index over all leaf layers)."""
+
+    start: int = 0
+    stop: int | None = None
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        return info.index >= self.start and (self.stop is None or info.index < self.stop)
+
+
+def _of_type(table: LayerTable, types: tuple) -> list[LayerInfo]:
+    names = _subclass_names(types)
+    return [i for i in table if i.kind in names and i.takes_rule]
+
+
+@dataclass(frozen=True)
+class First(Selector):
+    """The first rule layer of the given types (default: any conv or linear layer)."""
+
+    types: tuple = ()
+
+    def __init__(self, *types: type | str) -> None:
+        object.__setattr__(self, "types", tuple(types) or (*CONV_TYPES, nn.Linear))
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        found = _of_type(table, self.types)
+        return bool(found) and found[0].name == info.name
+
+
+@dataclass(frozen=True)
+class Last(Selector):
+    """The last rule layer of the given types (default: any conv or linear layer)."""
+
+    types: tuple = ()
+
+    def __init__(self, *types: type | str) -> None:
+        object.__setattr__(self, "types", tuple(types) or (*CONV_TYPES, nn.Linear))
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        found = _of_type(table, self.types)
+        return bool(found) and found[-1].name == info.name
+
+
+@dataclass(frozen=True)
+class ByBlock(Selector):
+    """Convolutions in block ``block`` (0-based), blocks being separated by pooling layers
+    (VGG's structure); ``block=None`` with ``at_least`` selects every block ≥ at_least."""
+
+    block: int | None = None
+    at_least: int | None = None
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        if info.kind not in _subclass_names(CONV_TYPES):
+            return False
+        pools = _subclass_names((*MAXPOOL_TYPES, *AVGPOOL_TYPES))
+        b = sum(1 for i in table if i.index < info.index and i.kind in pools)
+        if self.block is not None:
+            return b == self.block
+        return self.at_least is not None and b >= self.at_least
+
+
+@dataclass(frozen=True)
+class ByDepth(Selector):
+    """Layers of the given types whose rank among them, as a fraction of their count, lies
+    in [lo, hi): ``ByDepth(0, .5, Conv2d)`` is the lower half of the convolutions."""
+
+    lo: float
+    hi: float
+    types: tuple = ()
+
+    def __init__(self, lo: float, hi: float, *types: type | str) -> None:
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        object.__setattr__(self, "types", tuple(types) or CONV_TYPES)
+
+    def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
+        found = [i.name for i in _of_type(table, self.types)]
+        if info.name not in found:
+            return False
+        frac = found.index(info.name) / len(found)
+        return self.lo <= frac < self.hi or (self.hi >= 1.0 and frac >= self.lo)
+
+
+@dataclass
+class Composite:
+    """Maps each rule layer of a model to a rule.
+
+    ``assignments``: (selector, rule) pairs, first match wins; ``default``: the rule for the
+    rest; ``maxpool``: ``"avg"`` (MaxPool treated as average pooling under the layer's rule,
+    as in the seeds) or ``"winner"`` (winner takes all, the plain gradient).
+    """
+
+    assignments: Sequence[tuple[Selector, Rule]] = ()
+    default: Rule = field(default_factory=Zero)
+    maxpool: str = "avg"
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.maxpool not in MAXPOOL_MODES:
+            raise ValueError(f"maxpool must be one of {MAXPOOL_MODES}, got {self.maxpool!r}")
+        self.assignments = tuple(self.assignments)
+
+    def rule_for(self, info: LayerInfo, table: LayerTable) -> Rule:
+        for selector, rule in self.assignments:
+            if selector(info, table):
+                return rule
+        return self.default
+
+    def assign(self, table: LayerTable) -> dict[str, Rule]:
+        """Rule per rule-layer name (folded BatchNorms are covered by their layer)."""
+        return {info.name: self.rule_for(info, table) for info in table.rule_layers}
+
+    @classmethod
+    def from_rules(cls, rules: dict[str, Rule], default: Rule | None = None,
+                   maxpool: str = "avg", name: str = "custom") -> Composite:
+        """A composite from an explicit layer-name → rule map (the UI's per-layer table)."""
+        return cls([(ByName(n), r) for n, r in rules.items()],
+                   default=default if default is not None else Zero(), maxpool=maxpool,
+                   name=name)
+
+
+Bound = float | Tensor | None
+PresetBuilder = Callable[..., Composite]
+PRESETS: dict[str, PresetBuilder] = {}
+PRESET_DOCS: dict[str, str] = {}
+
+
+def preset(name: str, doc: str) -> Callable[[PresetBuilder], PresetBuilder]:
+    """Register a preset builder under ``name`` (keyword parameters only)."""
+
+    def register(fn: PresetBuilder) -> PresetBuilder:
+        PRESETS[name] = fn
+        PRESET_DOCS[name] = doc
+        return fn
+
+    return register
+
+
+def get_composite(spec: str | Composite, **params: object) -> Composite:
+    """A preset by name (with parameter overrides), or a :class:`Composite` as given."""
+    if isinstance(spec, Composite):
+        if params:
+            raise ValueError("parameters can only be given with a preset name")
+        return spec
+    try:
+        builder = PRESETS[spec]
+    except KeyError:
+        raise ValueError(f"unknown composite {spec!r}; presets: {', '.join(PRESETS)}") from None
+    return builder(**params)
+
+
+@preset("epsilon", "LRP-ε everywhere (seed 000: ε = 1e-9, max pooling as average pooling)")
+def _epsilon(epsilon: float = 1e-9, maxpool: str = "avg") -> Composite:
+    return Composite(default=Epsilon(epsilon), maxpool=maxpool, name="epsilon")
+
+
+@preset("zero", "LRP-0 everywhere (equals Gradient×Input on ReLU nets with maxpool='winner')")
+def _zero(maxpool: str = "avg") -> Composite:
+    return Composite(default=Zero(), maxpool=maxpool, name="zero")
+
+
+@preset("epsilon-plus-flat", "flat on the first layer, z⁺ on convolutions, ε on dense layers")
+def _epsilon_plus_flat(epsilon: float = 0.25, maxpool: str = "avg") -> Composite:
+    return Composite([(First(), Flat()), (ByType(*CONV_TYPES), ZPlus())],
+                     default=Epsilon(epsilon), maxpool=maxpool, name="epsilon-plus-flat")
+
+
+@preset("epsilon-gamma-box",
+        "zB (box) on the first layer, γ on convolutions, ε on dense layers")
+def _epsilon_gamma_box(low: Bound = None, high: Bound = None, gamma: float = 0.25,
+                       epsilon: float = 0.25, maxpool: str = "avg") -> Composite:
+    return Composite([(First(), ZBox(low, high)), (ByType(*CONV_TYPES), Gamma(gamma))],
+                     default=Epsilon(epsilon), maxpool=maxpool, name="epsilon-gamma-box")
+
+
+@preset("deep-taylor", "Deep Taylor (seed 004): zB on the first layer, then αβ with α=1, β=0")
+def _deep_taylor(low: Bound = None, high: Bound = None, maxpool: str = "avg") -> Composite:
+    return Composite([(First(), ZBox(low, high))], default=AlphaBeta(1.0, 0.0),
+                     maxpool=maxpool, name="deep-taylor")
+
+
+@preset("w2-alpha-beta", "w² on the first layer, then αβ (seed 004's 'wwab')")
+def _w2_alpha_beta(alpha: float = 2.0, beta: float = 1.0, maxpool: str = "avg") -> Composite:
+    return Composite([(First(), WSquare())], default=AlphaBeta(alpha, beta), maxpool=maxpool,
+                     name="w2-alpha-beta")
+
+
+VGG_BLOCK_GAMMAS = (1.0, 10 ** -0.5, 10 ** -1.0, 10 ** -1.5, 10 ** -2.0)
+
+
+@preset("vgg-gamma-blocks",
+        "seed 002: zB on the first conv, γ = 1, 10^-0.5, 10^-1, 10^-1.5, 10^-2 per block, "
+        "dense layers LRP-0")
+def _vgg_gamma_blocks(low: Bound = None, high: Bound = None,
+                      gammas: Sequence[float] = VGG_BLOCK_GAMMAS,
+                      maxpool: str = "avg") -> Composite:
+    pairs: list[tuple[Selector, Rule]] = [(First(*CONV_TYPES), ZBox(low, high))]
+    pairs += [(ByBlock(block=b), Gamma(g)) for b, g in enumerate(gammas[:-1])]
+    pairs.append((ByBlock(at_least=len(gammas) - 1), Gamma(gammas[-1])))
+    return Composite(pairs, default=Zero(), maxpool=maxpool, name="vgg-gamma-blocks")
+
+
+@preset("depth-gamma-epsilon-zero",
+        "seed 003: γ on the lower half of the convolutions, ε = factor·rms(z) on the upper "
+        "half, LRP-0 on dense layers")
+def _depth_gamma_epsilon_zero(gamma: float = 0.25, factor: float = 0.25,
+                              maxpool: str = "avg") -> Composite:
+    # rank/count < 0.5: 7 of VGG-16's 13 convolutions, like the seed's l <= 16
+    return Composite([(ByDepth(0.0, 0.5), Gamma(gamma)), (ByDepth(0.5, 1.0), EpsilonStd(factor))],
+                     default=Zero(), maxpool=maxpool, name="depth-gamma-epsilon-zero")

@@ -1,0 +1,353 @@
+"""explain(): one relevance pass = one forward with rule hooks + one backward.
+
+The mechanism (design.md): during the forward pass, each rule layer's output ``z`` is
+replaced by ``m + (z − m).detach()`` where ``m`` is built by the layer's rule (see
+:mod:`lrp_engine.rules`). The forward values are unchanged; the gradient of the target score
+with respect to the input, times the input, is then the LRP relevance. ReLU, max pooling
+("winner"), dropout, reshapes and residual additions need nothing: their plain gradient
+already carries relevance correctly (a residual sum splits it in proportion to the
+summands). Hooks are attached for one pass and removed in ``finally``; they act only in the
+thread (context) that registered them, so a model shared between sessions is safe.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .composites import Composite, get_composite
+from .layers import LayerInfo, LayerTable, layer_table
+from .ops import AffineOp, batchnorm_op, folded_op, linear_op, pool_op
+from .rules import Rule, safe_divide
+
+_ACTIVE_PASS: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "lrp_active_pass", default=None)
+
+Target = int | Tensor | None
+#: ``dropout(name, module, input) -> output or None``: replaces a dropout layer's output
+DropoutFn = Callable[[str, nn.Module, Tensor], "Tensor | None"]
+
+
+@dataclass(frozen=True)
+class LayerRelevance:
+    """Relevance sums of one rule layer, per sample ([N] tensors)."""
+
+    index: int
+    name: str
+    kind: str
+    rule: str
+    input_relevance: Tensor
+    output_relevance: Tensor
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Everything one relevance pass produced.
+
+    ``relevance``: like ``x``; ``logits``: [N, K]; ``target``: [N, K] weights used;
+    ``output_relevance``: [N] = Σ_k logits·target (what LRP distributes); ``layers``: sums per
+    rule layer in execution order (empty unless recorded).
+    """
+
+    relevance: Tensor
+    logits: Tensor
+    target: Tensor
+    output_relevance: Tensor
+    layers: tuple[LayerRelevance, ...]
+    composite: str
+
+    @property
+    def prediction(self) -> Tensor:
+        return self.logits.argmax(1)
+
+
+def resolve_target(target: Target, logits: Tensor) -> Tensor:
+    """Target as float weights [N, K]: None → predicted class, int or LongTensor [N] →
+    one-hot, float [N, K] or [K] → as given (all zeros = "no class")."""
+    n, k = logits.shape
+    if target is None:
+        idx = logits.detach().argmax(1)
+    elif isinstance(target, int) or (isinstance(target, Tensor) and target.dim() == 0
+                                     and not target.is_floating_point()):
+        idx = torch.full((n,), int(target), dtype=torch.long, device=logits.device)
+    elif isinstance(target, Tensor) and target.is_floating_point():
+        w = target.to(device=logits.device, dtype=logits.dtype)
+        if w.dim() == 1:
+            w = w.expand(n, -1)
+        if w.shape != (n, k):
+            raise ValueError(f"target weights must have shape [N, {k}] = {[n, k]}, "
+                             f"got {list(target.shape)}")
+        if not torch.isfinite(w).all():
+            raise ValueError("target weights contain NaN or Inf")
+        return w
+    elif isinstance(target, Tensor):
+        idx = target.to(device=logits.device, dtype=torch.long).reshape(-1)
+        if idx.numel() != n:
+            raise ValueError(f"target has {idx.numel()} entries for a batch of {n}")
+    else:
+        raise TypeError(f"target must be None, an int or a tensor, got {type(target).__name__}")
+    if ((idx < 0) | (idx >= k)).any():
+        raise ValueError(f"target class out of range: the model has {k} classes (0…{k - 1})")
+    return torch.nn.functional.one_hot(idx, k).to(logits.dtype)
+
+
+def _check_model(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise ValueError(
+                f"BatchNorm layer {name!r} is in training mode: call model.eval() first "
+                "(B-LRP samples dropout itself and keeps BatchNorm in eval mode)")
+
+
+class RelevancePass:
+    """Context manager: attaches the hooks of one relevance pass and always removes them.
+
+    Inside it, ``model(x)`` computes the usual forward values while recording the modified
+    graph. ``references`` collects the leaves created by input-layer rules (zB bounds, flat
+    ones); their ``ref * grad`` is relevance at the input.
+    """
+
+    def __init__(self, model: nn.Module, table: LayerTable, composite: Composite,
+                 record: bool = False, dropout: DropoutFn | None = None) -> None:
+        self.model = model
+        self.table = table
+        self.composite = composite
+        self.rules = composite.assign(table)
+        self.record = record
+        self.dropout = dropout
+        self.references: list[Tensor] = []
+        self._ref_owner: list[str] = []
+        self._current: str = ""
+        self._stash: dict[int, Tensor] = {}
+        self._handles: list = []
+        self._token = object()
+        self._ctx_token: contextvars.Token | None = None
+        self.sums_in: dict[str, Tensor] = {}
+        self.sums_out: dict[str, Tensor] = {}
+
+    # -- PassContext ---------------------------------------------------------------------
+    def reference(self, tensor: Tensor) -> Tensor:
+        ref = tensor.detach().clone().requires_grad_(True)
+        self.references.append(ref)
+        self._ref_owner.append(self._current)
+        return ref
+
+    # -- hooks ---------------------------------------------------------------------------
+    def __enter__(self) -> RelevancePass:
+        self._ctx_token = _ACTIVE_PASS.set(self._token)
+        try:
+            modules = dict(self.model.named_modules())
+            for info in self.table:
+                hook = self._hook_for(info)
+                if hook is not None:
+                    self._handles.append(modules[info.name].register_forward_hook(hook))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._stash.clear()
+        if self._ctx_token is not None:
+            _ACTIVE_PASS.reset(self._ctx_token)
+            self._ctx_token = None
+
+    def _active(self) -> bool:
+        return _ACTIVE_PASS.get() is self._token
+
+    def _hook_for(self, info: LayerInfo) -> Callable | None:
+        role = info.role
+        if role == "linear" and info.fold:
+            return self._stash_input
+        if role in ("linear", "pool", "batchnorm"):
+            return self._rule_hook(info)
+        if role == "maxpool":
+            return self._rule_hook(info) if self.composite.maxpool == "avg" else None
+        if role == "pass-activation":
+            return self._pass_hook
+        if role == "dropout" and self.dropout is not None:
+            return self._dropout_hook(info.name)
+        return None
+
+    def _stash_input(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        if self._active():
+            self._stash[id(output)] = inputs[0]
+
+    def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+        if not self._active():
+            return None
+        a = inputs[0]
+        m = a * safe_divide(output, a).detach()
+        return m + (output - m).detach()
+
+    def _dropout_hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+            if not self._active():
+                return None
+            return self.dropout(name, module, inputs[0])
+        return hook
+
+    def _rule_hook(self, info: LayerInfo) -> Callable:
+        folded_from = info.folded_into  # this BatchNorm closes a folded conv/linear
+        rule_name = folded_from or info.name
+        rule = self.rules[rule_name]
+
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+            if not self._active():
+                return None
+            a = inputs[0]
+            if folded_from is not None:
+                a_conv = self._stash.pop(id(a), None)
+                if a_conv is None:  # the conv ran elsewhere: treat BN on its own
+                    op: AffineOp = batchnorm_op(module, output)
+                else:
+                    op = folded_op(self._module(folded_from), module, output)
+                    a = a_conv
+            elif info.role == "linear":
+                op = linear_op(module, output)
+            elif info.role == "batchnorm":
+                op = batchnorm_op(module, output)
+            else:
+                op = pool_op(module, output, a)
+            return self._apply(rule_name, rule, op, a, output)
+
+        return hook
+
+    def _module(self, name: str) -> nn.Module:
+        return self.model.get_submodule(name)
+
+    def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor, z: Tensor) -> Tensor:
+        self._current = name
+        m = rule.modified(op, a, z, self)
+        out = m + (z - m).detach()
+        if self.record:
+            self._record(name, rule, a, z, out)
+        return out
+
+    def _record(self, name: str, rule: Rule, a: Tensor, z: Tensor, out: Tensor) -> None:
+        zd = z.detach()
+
+        def on_out(g: Tensor) -> None:
+            self._accumulate(self.sums_out, name, zd * g)
+
+        if out.requires_grad:
+            out.register_hook(on_out)
+        if not rule.needs_input and a.requires_grad:
+            ad = a.detach()
+            a.register_hook(lambda g: self._accumulate(self.sums_in, name, ad * g))
+
+    @staticmethod
+    def _accumulate(store: dict[str, Tensor], name: str, r: Tensor) -> None:
+        s = r.detach().flatten(1).sum(1)
+        store[name] = store[name] + s if name in store else s
+
+    def input_relevance_from_refs(self, grads: list[Tensor | None]) -> None:
+        """Record input-layer rules' input relevance from their references' gradients."""
+        for ref, owner, g in zip(self.references, self._ref_owner, grads, strict=True):
+            if g is not None:
+                self._accumulate(self.sums_in, owner, ref.detach() * g)
+
+
+@contextmanager
+def _eval_grad() -> Iterator[None]:
+    with torch.enable_grad():
+        yield
+
+
+def _prepare_input(x: Tensor) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"x must be batched ([N, C, H, W] or [N, D]), got shape "
+                         f"{list(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or Inf")
+    return x.detach().clone().requires_grad_(True)
+
+
+def relevance_backward(logits: Tensor, target: Tensor, x: Tensor,
+                       references: list[Tensor]) -> tuple[Tensor, list[Tensor | None]]:
+    """Backward of the modified graph: relevance at ``x`` plus the input-layer rules'
+    reference contributions; also returns the references' gradients."""
+    grads = torch.autograd.grad(logits, [x, *references], grad_outputs=target,
+                                allow_unused=True)
+    gx, gref = grads[0], list(grads[1:])
+    rel = x.detach() * gx if gx is not None else torch.zeros_like(x)
+    for ref, g in zip(references, gref, strict=True):
+        if g is None:
+            continue
+        if ref.shape != x.shape:
+            raise ValueError(
+                "an input-layer rule (zB, flat, w²) was assigned to a layer whose input is "
+                f"not the model input (shape {list(ref.shape)} vs. {list(x.shape)}); "
+                "assign it to the first layer only")
+        rel = rel + ref.detach() * g
+    return rel.detach(), gref
+
+
+def analyze(model: nn.Module, x: Tensor, target: Target = None,
+            composite: str | Composite = "epsilon", record: bool = True,
+            dropout: DropoutFn | None = None) -> Explanation:
+    """Run one relevance pass and return the relevance with its diagnostics.
+
+    ``x``: float [N, C, H, W] (or [N, D]) on any device; the model is used in its current
+    mode and left unchanged. ``record`` collects per-layer relevance sums (conservation).
+    """
+    comp = get_composite(composite)
+    _check_model(model)
+    x = _prepare_input(x)
+    table = layer_table(model, x)
+    with RelevancePass(model, table, comp, record=record, dropout=dropout) as rp, \
+            _eval_grad():
+        logits = model(x)
+    t = resolve_target(target, logits)
+    with _eval_grad():
+        rel, gref = relevance_backward(logits, t, x, rp.references)
+    layers: tuple[LayerRelevance, ...] = ()
+    if record:
+        rp.input_relevance_from_refs(gref)
+        zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        layers = tuple(
+            LayerRelevance(index=info.index, name=info.name, kind=info.label,
+                           rule=rp.rules[info.name].describe(),
+                           input_relevance=rp.sums_in.get(info.name, zeros),
+                           output_relevance=rp.sums_out.get(info.name, zeros))
+            for info in table.rule_layers
+            if info.role != "maxpool" or comp.maxpool == "avg")
+    logits = logits.detach()
+    return Explanation(relevance=rel, logits=logits, target=t,
+                       output_relevance=(logits * t).sum(1), layers=layers,
+                       composite=comp.name)
+
+
+def explain(model: nn.Module, x: Tensor, target: Target = None,
+            composite: str | Composite = "epsilon") -> Tensor:
+    """LRP relevance of ``x`` for ``target``, same shape as ``x``.
+
+    ``composite``: a preset name (see :data:`lrp_engine.PRESETS`) or a :class:`Composite`.
+    One batched forward and one backward, whatever N.
+    """
+    return analyze(model, x, target, composite, record=False).relevance
+
+
+def gradient_x_input(model: nn.Module, x: Tensor, target: Target = None) -> Tensor:
+    """Gradient × Input: ``x ⊙ ∂(Σ_k logits_k·T_k)/∂x``, same shape as ``x``."""
+    x = _prepare_input(x)
+    with _eval_grad():
+        logits = model(x)
+        if logits.dim() != 2:
+            raise ValueError(f"the model must return logits [N, classes], got "
+                             f"{list(logits.shape)}")
+        t = resolve_target(target, logits)
+        (g,) = torch.autograd.grad(logits, x, grad_outputs=t)
+    return (x * g).detach()

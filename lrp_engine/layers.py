@@ -1,0 +1,195 @@
+"""The layer table: which layers a model runs, in which order, and what LRP does with each.
+
+One probe forward (batch 1, no gradients) records every leaf module as it executes: its
+name, type, input/output shapes and role. Convolutions or linear layers whose output feeds a
+BatchNorm directly are marked for folding (canonisation). The table drives position-based
+composites ("first conv", index ranges), the UI's per-layer rule table and the hooks of one
+relevance pass. It is cached per model and input shape.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .ops import AVGPOOL_TYPES, BATCHNORM_TYPES, LINEAR_TYPES, MAXPOOL_TYPES
+
+
+class UnsupportedLayerError(TypeError):
+    """A layer the engine does not know how to propagate relevance through."""
+
+
+#: activations whose plain gradient already passes relevance unchanged (R_in = R_out)
+NATIVE_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
+#: activations that need an explicit pass-through (their gradient would lose relevance)
+PASS_ACTIVATIONS = (nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU, nn.ELU, nn.Tanh, nn.Softplus,
+                    nn.Hardswish, nn.Mish)
+DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.Identity)
+
+#: roles whose layers get a rule
+RULE_ROLES = ("linear", "pool", "maxpool", "batchnorm")
+
+
+def role_of(module: nn.Module) -> str | None:
+    """What the relevance pass does with a leaf module, or None if unsupported."""
+    if isinstance(module, LINEAR_TYPES):
+        return "linear"
+    if isinstance(module, AVGPOOL_TYPES):
+        return "pool"
+    if isinstance(module, MAXPOOL_TYPES):
+        return "maxpool"
+    if isinstance(module, BATCHNORM_TYPES):
+        return "batchnorm"
+    if isinstance(module, NATIVE_ACTIVATIONS):
+        return "activation"
+    if isinstance(module, PASS_ACTIVATIONS):
+        return "pass-activation"
+    if isinstance(module, DROPOUT_TYPES):
+        return "dropout"
+    if isinstance(module, RESHAPE_TYPES):
+        return "reshape"
+    return None
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One executed leaf layer. ``index`` counts all leaf layers in execution order (like the
+    seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
+    the layer a BatchNorm is folded into."""
+
+    index: int
+    name: str
+    kind: str
+    role: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    fold: str | None = None
+    folded_into: str | None = None
+
+    @property
+    def takes_rule(self) -> bool:
+        """Whether a composite assigns this layer a rule (folded BatchNorms share their
+        layer's rule)."""
+        return self.role in RULE_ROLES and self.folded_into is None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}+{self.fold_kind}" if self.fold else self.kind
+
+    @property
+    def fold_kind(self) -> str:
+        return "BatchNorm"
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The executed layers of a model for one input shape."""
+
+    layers: tuple[LayerInfo, ...]
+    input_shape: tuple[int, ...]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def by_name(self, name: str) -> LayerInfo:
+        for info in self.layers:
+            if info.name == name:
+                return info
+        raise KeyError(name)
+
+    @property
+    def rule_layers(self) -> tuple[LayerInfo, ...]:
+        return tuple(info for info in self.layers if info.takes_rule)
+
+
+def _shape(t: object) -> tuple[int, ...]:
+    return tuple(t.shape) if isinstance(t, Tensor) else ()
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    return tuple((name, type(m).__name__, id(m)) for name, m in model.named_modules())
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def layer_table(model: nn.Module, x: Tensor) -> LayerTable:
+    """Probe ``model`` with ``x[:1]`` and describe its executed layers (cached).
+
+    Raises :class:`UnsupportedLayerError` naming the first executed layer the engine cannot
+    handle (a leaf of unknown type, or a container that uses its own parameters).
+    """
+    key = (_fingerprint(model), tuple(x.shape[1:]), x.dtype, x.device.type)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    table = _probe(model, x[:1])
+    with _CACHE_LOCK:
+        _CACHE[model] = (key, table)
+    return table
+
+
+def _probe(model: nn.Module, x: Tensor) -> LayerTable:
+    records: list[tuple[str, nn.Module, Tensor, Tensor]] = []
+    seen: set[str] = set()
+    names = {m: n for n, m in model.named_modules()}
+    errors: list[str] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        name = names.get(module, "?")
+        has_children = next(module.children(), None) is not None
+        if has_children:
+            if any(True for _ in module.parameters(recurse=False)):
+                errors.append(
+                    f"layer {name!r} ({type(module).__name__}) uses its own parameters in "
+                    f"forward(); only standard layers can be explained")
+            return
+        if name in seen:
+            return
+        seen.add(name)
+        if role_of(module) is None:
+            errors.append(f"unsupported layer {name!r} of type {type(module).__name__}")
+        inp = inputs[0] if inputs else None
+        records.append((name, module, inp, output))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if errors:
+        raise UnsupportedLayerError(
+            errors[0] + ". Supported: Conv1d/2d/3d, Linear, BatchNorm, ReLU, LeakyReLU, "
+            "ReLU6 and other elementwise activations, MaxPool2d, AvgPool2d, "
+            "AdaptiveAvgPool2d, Dropout, Flatten, Identity")
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise ValueError(
+            f"the model must return logits of shape [N, classes]; got {_shape(out)}")
+
+    # BatchNorm folding: a BatchNorm whose input is exactly a linear layer's output.
+    producer = {id(o): name for name, m, _, o in records if role_of(m) == "linear"}
+    fold: dict[str, str] = {}
+    folded_into: dict[str, str] = {}
+    for name, m, inp, _ in records:
+        if role_of(m) == "batchnorm" and id(inp) in producer:
+            fold[producer[id(inp)]] = name
+            folded_into[name] = producer[id(inp)]
+
+    layers = tuple(
+        LayerInfo(index=i, name=name, kind=type(m).__name__, role=role_of(m) or "?",
+                  in_shape=_shape(inp)[1:], out_shape=_shape(o)[1:], fold=fold.get(name),
+                  folded_into=folded_into.get(name))
+        for i, (name, m, inp, o) in enumerate(records))
+    return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]))

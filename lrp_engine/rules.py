@@ -1,0 +1,349 @@
+"""LRP rules: small objects that say how one linear layer redistributes relevance.
+
+Every rule is expressed through one mechanism (the "gradient trick"). For a layer with input
+``a`` and native output ``z`` the rule builds a tensor
+
+    m = sum_t  c_t * z_t(a) * [z / stab(d_t)]_detached
+
+whose gradient with respect to ``a`` (times ``a``) is the rule's input relevance when the
+gradient arriving at the output is ``R_out / z``. The engine then uses ``m + (z - m).detach()``
+as the layer's output, so the forward value is exactly ``z`` and only the backward pass changes.
+
+``op`` is an :class:`lrp_engine.ops.AffineOp`: it knows how to evaluate the layer with
+modified parameters, ``op(a, weight, bias)``, and carries ``op.weight`` and ``op.bias``.
+
+Rules marked ``needs_input`` (zB, flat, w²) compute relevance at their input directly from
+reference tensors (bounds, ones); they must be assigned to the first layer, whose input is the
+model's input.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ops import AffineOp
+
+
+class PassContext(Protocol):
+    """What a rule may ask of the running relevance pass."""
+
+    def reference(self, tensor: Tensor) -> Tensor:
+        """Register ``tensor`` as a leaf whose ``tensor * grad`` is input relevance."""
+
+
+def stabilize(d: Tensor, s: float | Tensor) -> Tensor:
+    """``d + s * sign(d)`` with sign(0) = +1: pushes denominators away from zero.
+    ``s`` is a float or a tensor broadcastable to ``d`` (e.g. one value per sample)."""
+    if not isinstance(s, Tensor):
+        s = torch.tensor(s, dtype=d.dtype, device=d.device)
+    return d + torch.where(d >= 0, s, -s)
+
+
+def _ratio(z: Tensor, d: Tensor) -> Tensor:
+    """The detached factor ``z / d`` that carries the output relevance into a rule's term."""
+    return (z / d).detach()
+
+
+class Rule:
+    """Base class. Subclasses implement :meth:`modified`; ``name`` is the display name."""
+
+    name: str = "rule"
+    needs_input: bool = False
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Short human-readable form, e.g. ``γ=0.25``."""
+        return self.name
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and _params_equal(vars(self), vars(other))
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self)))
+
+
+def _params_equal(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, Tensor) or isinstance(y, Tensor):
+            if not (isinstance(x, Tensor) and isinstance(y, Tensor) and torch.equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+class BasicRule(Rule):
+    """A rule given by a parameter map ρ, an input map and a stabiliser (LRP-0, ε, γ).
+
+    R_i = Σ_j a_i ρ(w_ij) / stab(Σ_i a_i ρ(w_ij) + ρ(b_j)) · R_j
+    """
+
+    identity_params = True
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def weight(self, w: Tensor) -> Tensor:
+        return w
+
+    def bias(self, b: Tensor | None) -> Tensor | None:
+        return b
+
+    def stab(self, d: Tensor) -> Tensor:
+        return stabilize(d, self.stabilizer)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        if self.identity_params and op.native is not None:
+            zr = op.native  # the layer's own output already is z_ρ: no extra forward
+        else:
+            zr = op(a, self.weight(op.weight), self.bias(op.bias))
+        return zr * _ratio(z, self.stab(zr))
+
+
+class Zero(BasicRule):
+    """LRP-0: redistribute in proportion to the contributions a_i w_ij (bias included)."""
+
+    name = "0"
+
+    def describe(self) -> str:
+        return "LRP-0"
+
+
+class Epsilon(BasicRule):
+    """LRP-ε: the denominator is pushed away from zero by ε, absorbing weak/contradictory
+    relevance (not conservative: the absorbed share is lost)."""
+
+    name = "epsilon"
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        super().__init__(stabilizer=epsilon)
+        self.epsilon = float(epsilon)
+
+    def describe(self) -> str:
+        return f"ε={self.epsilon:g}"
+
+
+class EpsilonStd(BasicRule):
+    """LRP-ε with ε = factor · RMS of the layer's output, per sample (seed 003's setting)."""
+
+    name = "epsilon-std"
+
+    def __init__(self, factor: float = 0.25) -> None:
+        super().__init__(stabilizer=0.0)
+        self.factor = float(factor)
+
+    def stab(self, d: Tensor) -> Tensor:
+        rms = d.detach().pow(2).flatten(1).mean(1).sqrt()
+        s = (self.factor * rms).view(-1, *([1] * (d.dim() - 1)))
+        return stabilize(d, s)
+
+    def describe(self) -> str:
+        return f"ε={self.factor:g}·rms(z)"
+
+
+class Gamma(BasicRule):
+    """LRP-γ: ρ(w) = w + γ w⁺ (bias likewise) favours positive contributions."""
+
+    name = "gamma"
+    identity_params = False
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9) -> None:
+        super().__init__(stabilizer)
+        self.gamma = float(gamma)
+
+    def weight(self, w: Tensor) -> Tensor:
+        return w + self.gamma * w.clamp(min=0)
+
+    def bias(self, b: Tensor | None) -> Tensor | None:
+        return None if b is None else b + self.gamma * b.clamp(min=0)
+
+    def describe(self) -> str:
+        return f"γ={self.gamma:g}"
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ: positive and negative contributions redistributed separately, weighted α and
+    β (α − β = 1 keeps the total when both parts are non-zero). ``bias=False`` ignores the
+    bias in both denominators."""
+
+    name = "alpha-beta"
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, bias: bool = True,
+                 stabilizer: float = 1e-9) -> None:
+        if alpha < 0 or beta < 0:
+            raise ValueError("alpha and beta must be non-negative")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.bias = bool(bias)
+        self.stabilizer = float(stabilizer)
+
+    def _part(self, op: AffineOp, ap: Tensor, an: Tensor, w_for_pos: Tensor,
+              w_for_neg: Tensor, b: Tensor | None) -> Tensor:
+        return op(ap, w_for_pos, b) + op(an, w_for_neg, None)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        ap, an = a.clamp(min=0), a.clamp(max=0)
+        wp, wn = op.weight.clamp(min=0), op.weight.clamp(max=0)
+        b = op.bias if self.bias else None
+        bp = None if b is None else b.clamp(min=0)
+        bn = None if b is None else b.clamp(max=0)
+        zp = self._part(op, ap, an, wp, wn, bp)  # Σ (a w)⁺ (+ b⁺)
+        m = self.alpha * zp * _ratio(z, zp + self.stabilizer)
+        if self.beta:
+            zn = self._part(op, ap, an, wn, wp, bn)  # Σ (a w)⁻ (+ b⁻)
+            m = m - self.beta * zn * _ratio(z, zn - self.stabilizer)
+        return m
+
+    def describe(self) -> str:
+        return f"α={self.alpha:g},β={self.beta:g}" + ("" if self.bias else ",no bias")
+
+
+class ZPlus(AlphaBeta):
+    """z⁺: only positive contributions, bias ignored (αβ with α=1, β=0)."""
+
+    name = "zplus"
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        super().__init__(alpha=1.0, beta=0.0, bias=False, stabilizer=stabilizer)
+
+    def describe(self) -> str:
+        return "z⁺"
+
+
+def _broadcast_bound(v: float | Tensor | None, a: Tensor, reduce: str) -> Tensor:
+    """Bounds as a tensor shaped like ``a``: a float, a per-channel vector [C] or any
+    broadcastable tensor; ``None`` takes each sample's per-channel min/max of ``a``."""
+    if v is None:
+        dims = tuple(range(2, a.dim()))
+        if not dims:
+            r = a.amin(1, keepdim=True) if reduce == "min" else a.amax(1, keepdim=True)
+        else:
+            r = a.amin(dims, keepdim=True) if reduce == "min" else a.amax(dims, keepdim=True)
+        return r.detach().expand_as(a)
+    t = torch.as_tensor(v, dtype=a.dtype, device=a.device)
+    if t.dim() == 1 and a.dim() > 2 and t.numel() == a.shape[1]:
+        t = t.view(1, -1, *([1] * (a.dim() - 2)))
+    return t.expand_as(a)
+
+
+class ZBox(Rule):
+    """zB / box rule for the input layer: pixels bounded by [low, high] (normalised units).
+
+    R_i = Σ_j (x_i w_ij − l_i w⁺_ij − h_i w⁻_ij) / Σ_i(…) · R_j. ``low``/``high`` are floats,
+    per-channel vectors [C], or ``None`` (each sample's per-channel min/max).
+    """
+
+    name = "zbox"
+    needs_input = True
+
+    def __init__(self, low: float | Tensor | None = None, high: float | Tensor | None = None,
+                 stabilizer: float = 1e-9) -> None:
+        self.low = low
+        self.high = high
+        self.stabilizer = float(stabilizer)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        x = ctx.reference(a)
+        lo = ctx.reference(_broadcast_bound(self.low, a, "min"))
+        hi = ctx.reference(_broadcast_bound(self.high, a, "max"))
+        w = op.weight
+        zr = op(x, w, None) - op(lo, w.clamp(min=0), None) - op(hi, w.clamp(max=0), None)
+        return zr * _ratio(z, stabilize(zr, self.stabilizer))
+
+    def describe(self) -> str:
+        def fmt(v: float | Tensor | None) -> str:
+            if v is None:
+                return "auto"
+            if isinstance(v, Tensor):
+                return "[" + ",".join(f"{float(t):.3g}" for t in v.flatten()[:4]) + "]"
+            return f"{v:.3g}"
+        return f"zB[{fmt(self.low)},{fmt(self.high)}]"
+
+
+class Flat(Rule):
+    """Flat: every input in an output's receptive field gets an equal share (input layer)."""
+
+    name = "flat"
+    needs_input = True
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        ones = ctx.reference(torch.ones_like(a))
+        zr = op(ones, torch.ones_like(op.weight), None)
+        return zr * _ratio(z, stabilize(zr, self.stabilizer))
+
+    def describe(self) -> str:
+        return "flat"
+
+
+class WSquare(Rule):
+    """w²: shares proportional to squared weights, independent of the input (input layer)."""
+
+    name = "w2"
+    needs_input = True
+
+    def __init__(self, stabilizer: float = 1e-9) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        ones = ctx.reference(torch.ones_like(a))
+        zr = op(ones, op.weight.pow(2), None)
+        return zr * _ratio(z, stabilize(zr, self.stabilizer))
+
+    def describe(self) -> str:
+        return "w²"
+
+
+class Pass(Rule):
+    """Pass-through: the output relevance goes unchanged to the input at the same position
+    (only for layers whose input and output have the same shape)."""
+
+    name = "pass"
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        if a.shape != z.shape:
+            raise ValueError(
+                f"the pass rule needs a layer whose input and output shapes agree, "
+                f"got {tuple(a.shape)} → {tuple(z.shape)}")
+        return a * safe_divide(z, a).detach()
+
+    def describe(self) -> str:
+        return "pass"
+
+
+def safe_divide(num: Tensor, den: Tensor) -> Tensor:
+    """num / den, with 0 where den == 0."""
+    ok = den != 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)),
+                       torch.zeros_like(num))
+
+
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls
+    for cls in (Zero, Epsilon, EpsilonStd, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass)
+}
+"""Rule classes by their short name (what the UI's per-layer table stores)."""
+
+
+def make_rule(name: str, **params: float | bool | Tensor | None) -> Rule:
+    """Build a rule from its short name and parameters, e.g. ``make_rule("gamma", gamma=.1)``."""
+    try:
+        cls = RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown rule {name!r}; known: {', '.join(RULES)}") from None
+    return cls(**params)

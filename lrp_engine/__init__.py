@@ -6,6 +6,7 @@
 No Streamlit here: the dashboard in ``pages/`` only calls into this package.
 """
 
+from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, percentiles
 from .composites import (
     PRESET_DOCS,
     PRESETS,
@@ -48,6 +49,7 @@ from .rules import (
 )
 
 __all__ = [
+    "BLRPResult", "DEFAULT_ALPHAS", "blrp", "percentiles",
     "PRESETS", "PRESET_DOCS", "RULES", "AlphaBeta", "ByBlock", "ByDepth", "ByIndex", "ByName",
     "ByType", "Composite", "ConservationReport", "ConservationRow", "Epsilon", "EpsilonStd",
     "Explanation", "First", "Flat", "Gamma", "Last", "LayerInfo", "LayerRelevance",

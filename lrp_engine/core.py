@@ -224,12 +224,20 @@ class RelevancePass:
     def _module(self, name: str) -> nn.Module:
         return self.model.get_submodule(name)
 
-    def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor, z: Tensor) -> Tensor:
+    def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor,
+               z: Tensor) -> Tensor | None:
         self._current = name
-        m = rule.modified(op, a, z, self)
-        out = m + (z - m).detach()
+        k = rule.native_scale(op, z) if z.requires_grad else None
+        if k is not None:
+            out = z  # forward untouched; the gradient arriving at z is scaled by k
+        else:
+            m = rule.modified(op, a, z, self)
+            out = m + (z - m).detach()
         if self.record:
             self._record(name, rule, a, z, out)
+        if k is not None:
+            z.register_hook(lambda g: g * k)
+            return None
         return out
 
     def _record(self, name: str, rule: Rule, a: Tensor, z: Tensor, out: Tensor) -> None:

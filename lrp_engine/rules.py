@@ -40,7 +40,8 @@ def stabilize(d: Tensor, s: float | Tensor) -> Tensor:
     ``s`` is a float or a tensor broadcastable to ``d`` (e.g. one value per sample)."""
     if not isinstance(s, Tensor):
         s = torch.tensor(s, dtype=d.dtype, device=d.device)
-    return d + torch.where(d >= 0, s, -s)
+    # copysign(s, d) is +s for d >= +0; map -0 to +s as well so that sign(0) = +1 always
+    return d + torch.copysign(s, d + 0.0)
 
 
 def _ratio(z: Tensor, d: Tensor) -> Tensor:
@@ -53,6 +54,12 @@ class Rule:
 
     name: str = "rule"
     needs_input: bool = False
+
+    def native_scale(self, op: AffineOp, z: Tensor) -> Tensor | None:
+        """Optional shortcut: a detached factor k such that scaling the gradient at the
+        layer's native output by k implements the rule (no extra forward). None: use
+        :meth:`modified`."""
+        return None
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         raise NotImplementedError
@@ -105,11 +112,16 @@ class BasicRule(Rule):
     def stab(self, d: Tensor) -> Tensor:
         return stabilize(d, self.stabilizer)
 
-    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+    def native_scale(self, op: AffineOp, z: Tensor) -> Tensor | None:
+        """When ρ is the identity and the layer's own output is available, the rule only
+        rescales the gradient arriving at the output: return that factor z / stab(z)."""
         if self.identity_params and op.native is not None:
-            zr = op.native  # the layer's own output already is z_ρ: no extra forward
-        else:
-            zr = op(a, self.weight(op.weight), self.bias(op.bias))
+            zd = z.detach()
+            return zd / self.stab(zd)
+        return None
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        zr = op(a, self.weight(op.weight), self.bias(op.bias))
         return zr * _ratio(z, self.stab(zr))
 
 

@@ -1,0 +1,260 @@
+"""Bayesian LRP (B-LRP): relevance under the MC-dropout posterior, batched.
+
+Each posterior sample is one network: every dropout layer gets a mask drawn once per sample
+(shared by all images, so a sample is the same network for every image) and the same mask is
+used in that sample's forward and relevance pass. Only dropout is stochastic; everything else
+keeps the model's eval behaviour, and the model itself is never modified.
+
+Speed: the layers before the first dropout (the "trunk") do not depend on the sample, so the
+trunk's forward runs once per image; at the first dropout the activation is copied for all S
+samples, the head runs batched, and the trunk's relevance backward runs for all samples at
+once as a batched vector-Jacobian product (``is_grads_batched``). Without a shareable trunk
+(e.g. a skip connection around a dropout) the input is replicated instead; both give the
+same numbers.
+
+Percentiles per pixel over samples use numpy's default definition (linear interpolation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .composites import Composite, get_composite
+from .core import RelevancePass, Target, _check_model, _prepare_input, resolve_target
+from .layers import LayerTable, layer_table
+
+DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
+
+
+@dataclass(frozen=True)
+class BLRPResult:
+    """B-LRP maps for N images from S posterior samples.
+
+    ``percentiles``: [A, N, *x.shape[1:]], one map per α in ``alphas`` (α = 5: relevance
+    nearly all samples agree on; α = 95: relevance some sample gives). ``mean``, ``std``
+    (population, ddof=0), ``sign_agreement`` (fraction of samples with positive relevance,
+    0…1): [N, ...]. ``target``: [N] classes explained; ``probabilities``: [N, K] posterior
+    mean softmax. ``samples``: [S, N, ...] when kept.
+    """
+
+    percentiles: Tensor
+    alphas: tuple[float, ...]
+    mean: Tensor
+    std: Tensor
+    sign_agreement: Tensor
+    target: Tensor
+    probabilities: Tensor
+    n_samples: int
+    samples: Tensor | None = None
+
+    def percentile(self, alpha: float) -> Tensor:
+        """The [N, ...] map for one of the computed α."""
+        return self.percentiles[self.alphas.index(alpha)]
+
+
+def percentiles(samples: Tensor, alphas: Sequence[float]) -> Tensor:
+    """Per-element percentiles over dim 0, numpy's "linear" method: [S, ...] → [A, ...]."""
+    s = samples.shape[0]
+    srt = samples.sort(dim=0).values
+    out = []
+    for a in alphas:
+        if not 0 <= a <= 100:
+            raise ValueError(f"percentile α must lie in [0, 100], got {a}")
+        pos = a / 100 * (s - 1)
+        lo = int(pos)
+        hi = min(lo + 1, s - 1)
+        frac = pos - lo
+        out.append(srt[lo] + (srt[hi] - srt[lo]) * frac if frac else srt[lo])
+    return torch.stack(out)
+
+
+def dropout_masks(model: nn.Module, table: LayerTable, n_samples: int, seed: int,
+                  dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+    """One mask per dropout layer and sample, drawn on the CPU from ``seed`` (the same masks
+    on CPU and GPU): [S, *shape] with shape = the layer's output shape without the batch
+    dimension, or [C, 1, …] for channel dropout. Values are 0 or 1/(1-p)."""
+    g = torch.Generator().manual_seed(seed)
+    masks = {}
+    for info in table:
+        if info.role != "dropout":
+            continue
+        module = model.get_submodule(info.name)
+        if isinstance(module, nn.AlphaDropout):
+            raise ValueError(f"B-LRP does not support AlphaDropout ({info.name!r})")
+        p = float(module.p)
+        shape = tuple(info.out_shape)
+        if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+            shape = (shape[0],) + (1,) * (len(shape) - 1)
+        keep = torch.rand((n_samples, *shape), generator=g) >= p
+        scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+        masks[info.name] = (keep.to(dtype) * scale).to(device)
+    return masks
+
+
+class _Sampler:
+    """The dropout callback of one B-LRP pass over ``s`` samples × ``n`` images.
+
+    ``share_trunk``: the first dropout replicates its (per-image) input for all samples and
+    starts the head from a fresh leaf ``head_input``; otherwise the input was replicated
+    already and dropout only applies masks. Batches are sample-major: row = s·n + i.
+    """
+
+    def __init__(self, masks: dict[str, Tensor], s: int, n: int, share_trunk: bool) -> None:
+        self.masks, self.s, self.n = masks, s, n
+        self.share_trunk = share_trunk
+        self.trunk_output: Tensor | None = None
+        self.head_input: Tensor | None = None
+
+    def __call__(self, name: str, module: nn.Module, a: Tensor) -> Tensor:
+        if self.share_trunk and self.head_input is None:
+            self.trunk_output = a
+            rep = a.detach().unsqueeze(0).expand(self.s, *a.shape).reshape(-1, *a.shape[1:])
+            self.head_input = rep.clone().requires_grad_(True)
+            a = self.head_input
+        if a.shape[0] != self.s * self.n:
+            raise _NotShareable(f"dropout {name!r} saw batch {a.shape[0]}")
+        mask = self.masks[name]
+        full = mask.unsqueeze(1).expand(self.s, self.n, *mask.shape[1:])
+        return a * full.reshape(self.s * self.n, *mask.shape[1:])
+
+
+class _NotShareable(RuntimeError):
+    """The model's layers after the first dropout also use trunk activations."""
+
+
+def _posterior_target(logits: Tensor, s: int, n: int, target: Target) -> tuple[Tensor, Tensor]:
+    """Target weights for all rows [S·N, K], and the posterior mean softmax [N, K]."""
+    probs = logits.detach().softmax(1).view(s, n, -1).mean(0)
+    if target is None:
+        t = resolve_target(probs.argmax(1), probs)
+    else:
+        t = resolve_target(target, probs)
+    return t.repeat(s, 1), probs
+
+
+def _finish(rel: Tensor, alphas: Sequence[float], target: Tensor, probs: Tensor,
+            keep: bool) -> BLRPResult:
+    return BLRPResult(
+        percentiles=percentiles(rel, alphas), alphas=tuple(float(a) for a in alphas),
+        mean=rel.mean(0), std=rel.std(0, correction=0) if rel.shape[0] > 1
+        else torch.zeros_like(rel[0]), sign_agreement=(rel > 0).to(rel.dtype).mean(0),
+        target=target, probabilities=probs, n_samples=rel.shape[0],
+        samples=rel if keep else None)
+
+
+def blrp(model: nn.Module, x: Tensor, target: Target = None,
+         composite: str | Composite = "epsilon", n_samples: int = 100,
+         alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
+         chunk_size: int | None = None, keep_samples: bool = False,
+         share_trunk: bool = True,
+         progress: Callable[[int, int], None] | None = None) -> BLRPResult:
+    """B-LRP of ``x`` [N, C, H, W] (or [N, D]) with ``n_samples`` MC-dropout networks.
+
+    ``target``: as in :func:`lrp_engine.explain`; None → the posterior-mean prediction.
+    ``chunk_size``: samples per batched backward (memory bound); results do not depend on
+    it. ``progress(done, total)`` is called after each chunk of samples.
+    """
+    if n_samples < 1:
+        raise ValueError("n_samples must be at least 1")
+    comp = get_composite(composite)
+    _check_model(model)
+    x = _prepare_input(x)
+    table = layer_table(model, x)
+    masks = dropout_masks(model, table, n_samples, seed, x.dtype, x.device)
+    n = x.shape[0]
+    if share_trunk and masks:
+        try:
+            return _blrp_shared(model, x, table, comp, masks, target, n_samples, n, alphas,
+                                chunk_size, keep_samples, progress)
+        except _NotShareable:
+            pass
+    return _blrp_replicated(model, x, table, comp, masks, target, n_samples, n, alphas,
+                            chunk_size, keep_samples, progress)
+
+
+def _input_relevance(x: Tensor, refs: list[Tensor], grads: Sequence[Tensor | None],
+                     lead: tuple[int, ...]) -> Tensor:
+    """x ⊙ g_x + Σ ref ⊙ g_ref; ``lead`` is the grads' extra leading shape ((S,) when batched
+    over samples, () otherwise)."""
+    rel = torch.zeros(*lead, *x.shape, dtype=x.dtype, device=x.device)
+    for t, g in zip([x, *refs], grads, strict=True):
+        if g is None:
+            continue
+        if t.shape != x.shape:
+            raise ValueError("an input-layer rule (zB, flat, w²) must be assigned to the "
+                             "first layer only")
+        rel = rel + t.detach() * g
+    return rel
+
+
+def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, chunk_size, keep,
+                 progress) -> BLRPResult:
+    sampler = _Sampler(masks, s, n, share_trunk=True)
+    with RelevancePass(model, table, comp, dropout=sampler) as rp, torch.enable_grad():
+        logits = model(x)
+    if logits.shape[0] != s * n or sampler.head_input is None:
+        raise _NotShareable("the head did not run on all samples")
+    t, probs = _posterior_target(logits, s, n, target)
+    with torch.enable_grad():
+        (g_head,) = torch.autograd.grad(logits, sampler.head_input, grad_outputs=t)
+        g_head = g_head.view(s, n, *g_head.shape[1:])
+        inputs = [x, *rp.references]
+        step = chunk_size or s
+        parts = []
+        for c0 in range(0, s, step):
+            go = g_head[c0:c0 + step]
+            grads = torch.autograd.grad(sampler.trunk_output, inputs, grad_outputs=go,
+                                        is_grads_batched=True, retain_graph=True,
+                                        allow_unused=True)
+            parts.append(_input_relevance(x, rp.references, grads, (go.shape[0],)).detach())
+            if progress is not None:
+                progress(min(c0 + step, s), s)
+    return _finish(torch.cat(parts), alphas, t[:n].argmax(1), probs, keep)
+
+
+def _replicated_pass(model: nn.Module, x: Tensor, table: LayerTable, comp: Composite,
+                     masks: dict[str, Tensor], c0: int, k: int
+                     ) -> tuple[Tensor, Tensor, RelevancePass]:
+    """Forward of samples c0…c0+k−1 on a replicated input [k·N, ...]: (input, logits, pass)."""
+    n = x.shape[0]
+    sampler = _Sampler({name: m[c0:c0 + k] for name, m in masks.items()}, k, n, False)
+    xr = x.detach().unsqueeze(0).expand(k, *x.shape).reshape(-1, *x.shape[1:])
+    xr = xr.clone().requires_grad_(True)
+    with RelevancePass(model, table, comp, dropout=sampler) as rp, torch.enable_grad():
+        logits = model(xr)
+    return xr, logits, rp
+
+
+def _blrp_replicated(model, x, table, comp, masks, target, s, n, alphas, chunk_size, keep,
+                     progress) -> BLRPResult:
+    s_run = s if masks else 1  # without dropout every sample is the same network
+    step = min(chunk_size or s_run, s_run)
+    if target is None and s_run > step:  # the posterior-mean prediction needs all samples
+        psum = 0
+        for c0 in range(0, s_run, step):
+            k = min(step, s_run - c0)
+            logits = _replicated_pass(model, x, table, comp, masks, c0, k)[1].detach()
+            psum = psum + logits.softmax(1).view(k, n, -1).sum(0)
+        target = psum.argmax(1)
+    parts, psum = [], 0
+    for c0 in range(0, s_run, step):
+        k = min(step, s_run - c0)
+        xr, logits, rp = _replicated_pass(model, x, table, comp, masks, c0, k)
+        t, probs = _posterior_target(logits, k, n, target)
+        with torch.enable_grad():
+            grads = torch.autograd.grad(logits, [xr, *rp.references], grad_outputs=t,
+                                        allow_unused=True)
+        rel = _input_relevance(xr, rp.references, grads, ())
+        parts.append(rel.detach().view(k, n, *x.shape[1:]))
+        psum = psum + probs * k
+        if progress is not None:
+            progress(min(s, round((c0 + k) * s / s_run)), s)
+    rel = torch.cat(parts)
+    if s_run < s:
+        rel = rel.expand(s, *rel.shape[1:])
+    probs = psum / s_run
+    return _finish(rel, alphas, resolve_target(target, probs).argmax(1), probs, keep)

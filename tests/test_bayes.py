@@ -81,13 +81,13 @@ def test_samples_equal_explicit_single_sample_runs(net, share_trunk: bool) -> No
 
 def test_percentiles_match_numpy_and_chunking(net) -> None:
     model, x = net
-    res = le.blrp(model, x, n_samples=17, keep_samples=True)
+    res = le.blrp(model, x, n_samples=17, keep_samples=True, share_trunk=True)
     ref = np.percentile(res.samples.numpy(), res.alphas, axis=0)
     np.testing.assert_allclose(res.percentiles.numpy(), ref, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(res.std.numpy(), res.samples.numpy().std(0), atol=1e-15)
     np.testing.assert_allclose(res.sign_agreement.numpy(), (res.samples.numpy() > 0).mean(0))
-    for kwargs in ({"chunk_size": 4}, {"share_trunk": False}, {"share_trunk": False,
-                                                                "chunk_size": 5}):
+    for kwargs in ({"chunk_size": 4, "share_trunk": True}, {"share_trunk": False},
+                   {"share_trunk": False, "chunk_size": 5}, {}):
         other = le.blrp(model, x, n_samples=17, keep_samples=True, **kwargs)
         torch.testing.assert_close(other.samples, res.samples, rtol=1e-12, atol=1e-15)
         assert torch.equal(other.target, res.target)
@@ -129,7 +129,7 @@ def test_model_untouched_and_modes_respected(net) -> None:
 def test_input_layer_rules_work_in_blrp(net) -> None:
     model, x = net
     comp = le.get_composite("epsilon-gamma-box", low=-3.0, high=3.0)
-    res = le.blrp(model, x, n_samples=5, composite=comp, keep_samples=True)
+    res = le.blrp(model, x, n_samples=5, composite=comp, keep_samples=True, share_trunk=True)
     rep = le.blrp(model, x, n_samples=5, composite=comp, keep_samples=True, share_trunk=False)
     torch.testing.assert_close(res.samples, rep.samples)
     assert res.samples.abs().sum() > 0

@@ -124,6 +124,7 @@ class RelevancePass:
         self._ref_owner: list[str] = []
         self._current: str = ""
         self._stash: dict[int, Tensor] = {}
+        self._denominators: dict[int, tuple[Tensor, Tensor]] = {}  # id(z) → (z, d)
         self._handles: list = []
         self._token = object()
         self._ctx_token: contextvars.Token | None = None
@@ -156,6 +157,7 @@ class RelevancePass:
             h.remove()
         self._handles.clear()
         self._stash.clear()
+        self._denominators.clear()
         if self._ctx_token is not None:
             _ACTIVE_PASS.reset(self._ctx_token)
             self._ctx_token = None
@@ -227,16 +229,19 @@ class RelevancePass:
     def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor,
                z: Tensor) -> Tensor | None:
         self._current = name
-        k = rule.native_scale(op, z) if z.requires_grad else None
-        if k is not None:
-            out = z  # forward untouched; the gradient arriving at z is scaled by k
+        d = rule.native_denominator(op, z) if z.requires_grad else None
+        if d is not None:
+            out = z  # forward untouched; the gradient arriving at z is scaled by z / d
         else:
             m = rule.modified(op, a, z, self)
             out = m + (z - m).detach()
         if self.record:
             self._record(name, rule, a, z, out)
-        if k is not None:
+        if d is not None:
+            k = safe_divide(z.detach(), d)
             z.register_hook(lambda g: g * k)
+            if self.record:  # a later layer reading z sees the scaled gradient
+                self._denominators[id(z)] = (z, d)  # z kept alive: ids stay unique
             return None
         return out
 
@@ -249,7 +254,10 @@ class RelevancePass:
         if out.requires_grad:
             out.register_hook(on_out)
         if not rule.needs_input and a.requires_grad:
-            ad = a.detach()
+            # a·g with the plain gradient g; when ``a`` is the native output of a rescaled
+            # layer, its hooks ran first and g arrives as g·a/d, so a·g = (g·a/d)·d
+            z_prev, d_prev = self._denominators.get(id(a), (None, None))
+            ad = d_prev if z_prev is a else a.detach()
             a.register_hook(lambda g: self._accumulate(self.sums_in, name, ad * g))
 
     @staticmethod

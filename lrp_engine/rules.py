@@ -45,8 +45,9 @@ def stabilize(d: Tensor, s: float | Tensor) -> Tensor:
 
 
 def _ratio(z: Tensor, d: Tensor) -> Tensor:
-    """The detached factor ``z / d`` that carries the output relevance into a rule's term."""
-    return (z / d).detach()
+    """The detached factor ``z / d`` that carries the output relevance into a rule's term;
+    0 where ``d`` is 0 (an unstabilised rule on a dead unit passes nothing, never NaN)."""
+    return safe_divide(z.detach(), d.detach())
 
 
 class Rule:
@@ -55,10 +56,10 @@ class Rule:
     name: str = "rule"
     needs_input: bool = False
 
-    def native_scale(self, op: AffineOp, z: Tensor) -> Tensor | None:
-        """Optional shortcut: a detached factor k such that scaling the gradient at the
-        layer's native output by k implements the rule (no extra forward). None: use
-        :meth:`modified`."""
+    def native_denominator(self, op: AffineOp, z: Tensor) -> Tensor | None:
+        """Optional shortcut: a detached denominator d (shaped like ``z``) such that scaling
+        the gradient at the layer's native output by ``z / d`` implements the rule (no extra
+        forward). None: use :meth:`modified`."""
         return None
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
@@ -112,12 +113,11 @@ class BasicRule(Rule):
     def stab(self, d: Tensor) -> Tensor:
         return stabilize(d, self.stabilizer)
 
-    def native_scale(self, op: AffineOp, z: Tensor) -> Tensor | None:
+    def native_denominator(self, op: AffineOp, z: Tensor) -> Tensor | None:
         """When ρ is the identity and the layer's own output is available, the rule only
-        rescales the gradient arriving at the output: return that factor z / stab(z)."""
+        rescales the gradient arriving at the output by z / stab(z): return stab(z)."""
         if self.identity_params and op.native is not None:
-            zd = z.detach()
-            return zd / self.stab(zd)
+            return self.stab(z.detach())
         return None
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:

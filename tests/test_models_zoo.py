@@ -1,0 +1,283 @@
+"""The model zoo: registry, VGG-16 torchvision layout and weight loading (never online),
+EfficientNet-Lite0's bundled weights on a real photo, and LRP through its BatchNorm folds,
+depthwise convolutions, ReLU6 and residual sums."""
+
+from __future__ import annotations
+
+import copy
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import lrp_engine as le
+from lrp_engine.models import zoo
+from lrp_engine.models.efficientnet_lite import EfficientNetLite0, MBConv, same_padding
+from lrp_engine.ops import bn_scale_shift
+
+ROOT = Path(__file__).resolve().parents[1]
+CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+
+# torchvision's vgg16 state-dict layout, written out independently of our VGG16 class
+_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256),
+          (12, 256, 256), (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512),
+          (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+
+
+def torchvision_vgg16_layout(num_classes: int) -> dict[str, torch.Size]:
+    shapes: dict[str, torch.Size] = {}
+    for i, cin, cout in _CONVS:
+        shapes[f"features.{i}.weight"] = torch.Size([cout, cin, 3, 3])
+        shapes[f"features.{i}.bias"] = torch.Size([cout])
+    for i, fin, fout in [(0, 25088, 4096), (3, 4096, 4096), (6, 4096, num_classes)]:
+        shapes[f"classifier.{i}.weight"] = torch.Size([fout, fin])
+        shapes[f"classifier.{i}.bias"] = torch.Size([fout])
+    return shapes
+
+
+def random_state(layout: dict[str, torch.Size], seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) * 0.01 for k, s in layout.items()}
+
+
+@pytest.fixture(scope="module")
+def effnet() -> nn.Module:
+    return zoo.load_efficientnet_lite0()
+
+
+@pytest.fixture(scope="module")
+def cat() -> torch.Tensor:
+    return zoo.prepare_image(Image.open(CAT), "efficientnet_lite0")
+
+
+# -- registry ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch,shape", [("lenet", (2, 1, 32, 32)), ("mlp", (2, 1, 28, 28)),
+                                        ("efficientnet_lite0", (2, 3, 64, 64)),
+                                        ("mri_demo", (2, 1, 96, 96))])
+def test_build_gives_eval_models_with_the_requested_classes(arch, shape) -> None:
+    model = zoo.build(arch, num_classes=7)
+    assert not model.training
+    with torch.no_grad():
+        assert model(torch.randn(shape)).shape == (2, 7)
+    assert zoo.build(arch)(torch.randn(shape)).shape[1] == zoo.spec(arch).default_classes
+
+
+def test_registry_names_and_unknown_arch() -> None:
+    assert {"lenet", "mlp", "vgg16", "efficientnet_lite0"} <= set(zoo.ARCHITECTURES)
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'.*vgg16"):
+        zoo.build("resnet")
+
+
+def test_preprocessing_bounds_are_black_and_white_in_normalised_units() -> None:
+    vgg = zoo.preprocessing("vgg16")
+    assert vgg.size == (224, 224) and vgg.channels == 3
+    torch.testing.assert_close(torch.tensor(vgg.low),
+                               torch.tensor([-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
+    torch.testing.assert_close(torch.tensor(vgg.high),
+                               torch.tensor([0.515 / 0.229, 0.544 / 0.224, 0.594 / 0.225]))
+    eff = zoo.preprocessing("efficientnet_lite0")
+    assert eff.low == (-1.0, -1.0, -1.0) and eff.high == (1.0, 1.0, 1.0)
+    assert zoo.preprocessing("lenet").low[0] == pytest.approx(-0.1307 / 0.3081)
+    x = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(vgg.denormalise(vgg.normalise(x)), x)
+
+
+def test_imagenet_class_list() -> None:
+    assert len(zoo.IMAGENET_CLASSES) == 1000 == len(set(zoo.IMAGENET_WNIDS))
+    assert zoo.IMAGENET_CLASSES[0] == "tench, Tinca tinca"
+    assert zoo.IMAGENET_CLASSES[281] == "tabby, tabby cat"
+    assert zoo.IMAGENET_CLASSES[285] == "Egyptian cat"
+    assert zoo.IMAGENET_CLASSES[967] == "espresso"
+    assert zoo.IMAGENET_WNIDS == sorted(zoo.IMAGENET_WNIDS)
+
+
+# -- VGG-16 --------------------------------------------------------------------------------
+
+def test_vgg16_loads_a_torchvision_layout_state_dict_strictly() -> None:
+    model = zoo.build("vgg16", num_classes=4)
+    layout = torchvision_vgg16_layout(4)
+    assert {k: v.shape for k, v in model.state_dict().items()} == layout
+    state = random_state(layout)
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 32, 32)  # adaptive pooling: small inputs work
+    with torch.no_grad():
+        assert model(x).shape == (1, 4)
+    assert le.explain(model, x, composite="epsilon").shape == x.shape
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path) -> list[str]:
+    """No hub cache, and every download fails like a machine without internet."""
+    calls: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        calls.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    return calls
+
+
+def test_vgg16_offline_without_a_file_says_both_ways(offline) -> None:
+    with pytest.raises(zoo.WeightsUnavailableError) as info:
+        zoo.load_vgg16_imagenet(progress=False)
+    msg = str(info.value)
+    assert offline == [zoo.VGG16_URL]
+    assert "internet" in msg and zoo.VGG16_URL in msg
+    assert "vgg16-397923af.pth" in msg and "path" in msg
+    assert "name resolution" in msg
+
+
+def test_vgg16_uses_the_hub_cache_then_a_named_file_without_downloading(offline, monkeypatch,
+                                                                        tmp_path) -> None:
+    cached = zoo.vgg16_cache_file()
+    assert cached == tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"placeholder")
+    read: list[Path] = []
+    state = random_state(torchvision_vgg16_layout(1000), seed=1)
+
+    def fake_read(path: Path) -> dict:
+        read.append(path)
+        return state
+
+    monkeypatch.setattr(zoo, "_read_state_dict", fake_read)
+    model = zoo.load_vgg16_imagenet(progress=False)
+    assert read == [cached] and offline == []
+    assert not model.training
+    torch.testing.assert_close(model.state_dict()["classifier.6.bias"], state["classifier.6.bias"])
+    zoo.load_vgg16_imagenet(path=tmp_path / "mine.pth")
+    assert read[-1] == tmp_path / "mine.pth" and offline == []
+
+
+def test_vgg16_missing_named_file_is_reported(tmp_path) -> None:
+    with pytest.raises(zoo.WeightsUnavailableError, match="not found"):
+        zoo.vgg16_state_dict(tmp_path / "nope.pth")
+
+
+# -- EfficientNet-Lite0 --------------------------------------------------------------------
+
+def test_bundled_efficientnet_weights_are_the_recorded_file() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(zoo.EFFICIENTNET_LITE0_FILE.read_bytes()).hexdigest()
+    assert digest == zoo.EFFICIENTNET_LITE0_SHA256
+
+
+def test_efficientnet_lite0_structure(effnet) -> None:
+    blocks = [b for b in effnet.modules() if isinstance(b, MBConv)]
+    assert len(blocks) == 16 and sum(b.residual for b in blocks) == 9
+    assert not any(isinstance(m, (nn.SiLU, nn.Sigmoid)) for m in effnet.modules())  # no SE
+    assert same_padding(224, 3, 2) == (0, 1) and same_padding(112, 5, 2) == (1, 2)
+    assert sum(p.numel() for p in effnet.parameters()) == 4_652_008
+
+
+def test_efficientnet_lite0_recognises_the_cat(effnet, cat) -> None:
+    with torch.no_grad():
+        probs = effnet(cat).softmax(1)[0]
+    top3 = probs.topk(3).indices.tolist()
+    assert top3[0] in CAT_CLASSES
+    assert set(top3) == CAT_CLASSES  # tiger cat, Egyptian cat, tabby
+    assert float(probs[list(CAT_CLASSES)].sum()) > 0.8
+
+
+def test_efficientnet_lite0_recognises_the_espresso(effnet) -> None:
+    x = zoo.prepare_image(Image.open(ROOT / "assets" / "images" / "coffee.jpg"),
+                          "efficientnet_lite0")
+    with torch.no_grad():
+        assert int(effnet(x).argmax()) == 967  # espresso
+
+
+def _folded_copy(model: nn.Module) -> nn.Module:
+    """Every conv + BatchNorm pair replaced by one conv with folded weight and bias (the
+    BatchNorm becomes an Identity): the reference for the engine's implicit folding."""
+    out = copy.deepcopy(model)
+    pairs = [(out, "_conv_stem", "_bn0"), (out, "_conv_head", "_bn1")]
+    for b in out._blocks:
+        if b.has_expand:
+            pairs.append((b, "_expand_conv", "_bn0"))
+        pairs += [(b, "_depthwise_conv", "_bn1"), (b, "_project_conv", "_bn2")]
+    for parent, conv_name, bn_name in pairs:
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        scale, shift = bn_scale_shift(bn)
+        with torch.no_grad():
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(shift.clone())
+        setattr(parent, bn_name, nn.Identity())
+    return out.eval()
+
+
+LRP0 = le.Composite(default=le.Zero(), maxpool="winner")
+
+
+def test_lrp0_through_folded_batchnorm_equals_an_explicitly_folded_model(effnet, cat) -> None:
+    model = copy.deepcopy(effnet).double()
+    folded = _folded_copy(model)
+    x = torch.nn.functional.interpolate(cat, size=(128, 128), mode="bilinear").double()
+    torch.testing.assert_close(folded(x), model(x))
+    r_engine = le.explain(model, x, composite=LRP0)
+    r_folded = le.explain(folded, x, composite=LRP0)
+    scale = float(r_folded.abs().max())
+    torch.testing.assert_close(r_engine, r_folded, rtol=1e-4, atol=1e-4 * scale)
+    assert float(r_folded.abs().sum()) > 0
+
+
+def test_residual_sums_conserve_relevance_in_a_bias_free_efficientnet(effnet, cat) -> None:
+    """With every bias and BatchNorm shift zeroed, LRP-0 conserves exactly: each layer's
+    input sum equals its output sum, the relevance at a residual block's input equals that
+    at its output (the sum splits in proportion), and the input total equals the logit."""
+    model = copy.deepcopy(effnet).double()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.zero_()
+            nn.init.zeros_(m.bias)
+    nn.init.zeros_(model._fc.bias)
+    x = torch.nn.functional.interpolate(cat, size=(96, 96), mode="bilinear").double()
+    ex = le.analyze(model, x, composite=LRP0)
+    out = float(ex.output_relevance[0])
+    assert out > 0
+    assert float(ex.relevance.sum()) == pytest.approx(out, rel=1e-6)
+    sums = {layer.name: layer for layer in ex.layers}
+    firsts = []
+    for i, b in enumerate(model._blocks):
+        firsts.append(f"_blocks.{i}._expand_conv" if b.has_expand else
+                      f"_blocks.{i}._depthwise_conv")
+    firsts.append("_conv_head")
+    # a residual block's first layer reads the block input, whose relevance (the recorded
+    # input sum) also includes the skip path's share; every other layer conserves on its own
+    skip_readers = {firsts[i] for i, b in enumerate(model._blocks) if b.residual}
+    for layer in ex.layers:
+        if layer.name not in skip_readers:
+            assert float(layer.input_relevance[0]) == pytest.approx(
+                float(layer.output_relevance[0]), rel=1e-6, abs=1e-9 * out), layer.name
+    checked = 0
+    for i, b in enumerate(model._blocks):
+        if b.residual:
+            r_in = float(sums[firsts[i]].input_relevance[0])
+            r_out = float(sums[firsts[i + 1]].input_relevance[0])
+            assert r_in == pytest.approx(r_out, rel=1e-6, abs=1e-9 * out), i
+            checked += 1
+    assert checked == 9
+
+
+def test_efficientnet_explains_with_the_presets(effnet, cat) -> None:
+    x = torch.nn.functional.interpolate(cat, size=(64, 64), mode="bilinear")
+    for preset in ("epsilon", "epsilon-plus-flat"):
+        r = le.explain(effnet, x, composite=preset)
+        assert r.shape == x.shape and torch.isfinite(r).all()
+    table = le.layer_table(effnet, x)
+    assert table.by_name("_conv_stem").fold == "_bn0"
+    assert table.by_name("_conv_stem").kind == "Conv2dSame"
+    assert sum(1 for i in table if i.fold) == 49  # every conv carries its BatchNorm
+
+
+def test_efficientnet_lite0_accepts_other_sizes() -> None:
+    model = EfficientNetLite0(num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 97, 130)).shape == (1, 3)

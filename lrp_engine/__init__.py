@@ -32,6 +32,14 @@ from .core import (
     resolve_target,
 )
 from .layers import LayerInfo, LayerTable, UnsupportedLayerError, layer_table
+from .rule_spec import (
+    RULE_LABELS,
+    LayerRule,
+    composite_from_rows,
+    follow_globals,
+    rows_from_composite,
+    rule_from_row,
+)
 from .rules import (
     RULES,
     AlphaBeta,
@@ -56,4 +64,6 @@ __all__ = [
     "LayerTable", "Pass", "RelevancePass", "Rule", "Selector", "UnsupportedLayerError",
     "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "conservation", "explain",
     "get_composite", "gradient_x_input", "layer_table", "make_rule", "resolve_target",
+    "RULE_LABELS", "LayerRule", "composite_from_rows", "follow_globals", "rows_from_composite",
+    "rule_from_row",
 ]

@@ -1,0 +1,132 @@
+"""Per-layer rule assignments as plain, hashable rows: what the UI's rule table edits.
+
+A :class:`LayerRule` names one rule layer, its rule (a short name from
+:data:`lrp_engine.RULES`) and the rule's one main parameter. :func:`rows_from_composite`
+turns any composite (a preset) into rows for a model; :func:`composite_from_rows` turns
+edited rows back into a :class:`Composite`. Rows are frozen dataclasses, so a tuple of them
+is a cache key.
+
+Main parameters: ε for ``epsilon``, the factor for ``epsilon-std`` (ε = factor · rms(z)), γ
+for ``gamma``, α for ``alpha-beta`` (β = α − 1, so α − β = 1 keeps the total); the other
+rules have none. zB's pixel bounds are not a row parameter: they come from the model's
+input range (``low``/``high``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .composites import Composite, get_composite
+from .layers import LayerTable
+from .rules import AlphaBeta, Epsilon, EpsilonStd, Gamma, Rule, ZBox, make_rule
+
+#: rule short name → (label shown to users, name of its main parameter or None)
+RULE_LABELS: dict[str, tuple[str, str | None]] = {
+    "0": ("LRP-0", None),
+    "epsilon": ("LRP-ε", "ε"),
+    "epsilon-std": ("LRP-ε·rms(z)", "factor"),
+    "gamma": ("LRP-γ", "γ"),
+    "alpha-beta": ("LRP-αβ (β = α−1)", "α"),
+    "zplus": ("z⁺", None),
+    "zbox": ("zB (box)", None),
+    "flat": ("flat", None),
+    "w2": ("w²", None),
+    "pass": ("pass-through", None),
+}
+#: rules that only make sense on the first layer (their input must be the model's input)
+INPUT_RULES = ("zbox", "flat", "w2")
+#: default main parameter of each rule that has one
+DEFAULT_PARAMS = {"epsilon": 0.25, "epsilon-std": 0.25, "gamma": 0.25, "alpha-beta": 2.0}
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """One row of the rule table: layer ``name`` gets rule ``rule`` with ``param``."""
+
+    index: int
+    name: str
+    kind: str
+    out_shape: tuple[int, ...]
+    rule: str
+    param: float | None = None
+
+
+def main_param(rule: Rule) -> float | None:
+    """The main parameter of a rule object (see the module docstring), or None."""
+    if isinstance(rule, Gamma):
+        return rule.gamma
+    if isinstance(rule, EpsilonStd):
+        return rule.factor
+    if isinstance(rule, Epsilon):
+        return rule.epsilon
+    if isinstance(rule, AlphaBeta) and rule.name == "alpha-beta":
+        return rule.alpha
+    return None
+
+
+def rule_from_row(rule: str, param: float | None = None, low: float | Tensor | None = None,
+                  high: float | Tensor | None = None) -> Rule:
+    """A rule object from a short name and its main parameter (None or NaN: the default)."""
+    if rule not in RULE_LABELS:
+        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULE_LABELS)}")
+    if param is None or (isinstance(param, float) and math.isnan(param)):
+        param = DEFAULT_PARAMS.get(rule)
+    if rule in ("epsilon", "epsilon-std", "gamma", "alpha-beta"):
+        p = float(param)
+        if not math.isfinite(p) or p < 0:
+            raise ValueError(f"{RULE_LABELS[rule][1]} of {RULE_LABELS[rule][0]} must be a "
+                             f"finite number ≥ 0, got {param}")
+        if rule == "alpha-beta" and p < 1:
+            raise ValueError(f"α of LRP-αβ must be ≥ 1 (β = α − 1 ≥ 0), got {p:g}")
+    if rule == "epsilon":
+        return Epsilon(float(param))
+    if rule == "epsilon-std":
+        return EpsilonStd(float(param))
+    if rule == "gamma":
+        return Gamma(float(param))
+    if rule == "alpha-beta":
+        return AlphaBeta(float(param), float(param) - 1.0)
+    if rule == "zbox":
+        return ZBox(low, high)
+    return make_rule(rule)
+
+
+def rows_from_composite(composite: str | Composite, table: LayerTable) -> tuple[LayerRule, ...]:
+    """The rows a composite (or preset name) gives the rule layers of ``table``."""
+    comp = get_composite(composite)
+    rules = comp.assign(table)
+    return tuple(LayerRule(index=info.index, name=info.name, kind=info.label,
+                           out_shape=tuple(info.out_shape), rule=rules[info.name].name,
+                           param=main_param(rules[info.name]))
+                 for info in table.rule_layers)
+
+
+def composite_from_rows(rows: Iterable[LayerRule], maxpool: str = "avg",
+                        low: float | Tensor | None = None, high: float | Tensor | None = None,
+                        name: str = "custom") -> Composite:
+    """A composite that gives every row's layer its rule; input rules must be on row 0."""
+    rows = tuple(rows)
+    for i, row in enumerate(rows):
+        if row.rule in INPUT_RULES and i != 0:
+            raise ValueError(f"{RULE_LABELS[row.rule][0]} is an input-layer rule: it can only "
+                             f"be used on the first layer, not on {row.name} ({row.kind})")
+    rules = {row.name: rule_from_row(row.rule, row.param, low, high) for row in rows}
+    return Composite.from_rules(rules, maxpool=maxpool, name=name)
+
+
+def follow_globals(rows: Sequence[LayerRule], follow: Sequence[bool], gamma: float,
+                   epsilon: float) -> tuple[LayerRule, ...]:
+    """Rows whose ``follow`` flag is set take the global γ (γ rows) or ε (ε rows)."""
+    out = []
+    for row, f in zip(rows, follow, strict=True):
+        if f and row.rule == "gamma":
+            row = LayerRule(row.index, row.name, row.kind, row.out_shape, row.rule, gamma)
+        elif f and row.rule == "epsilon":
+            row = LayerRule(row.index, row.name, row.kind, row.out_shape, row.rule, epsilon)
+        out.append(row)
+    return tuple(out)
+

@@ -1,0 +1,132 @@
+"""Cached explanations, keyed by input bytes, model id and the rule choice.
+
+Every function takes the model as ``_model`` (not hashed: models are shared, cached
+resources) together with ``model_key``, a string that names it, and the input as a numpy
+array (hashed by content). Results are plain numpy arrays and floats, bounded in number by
+``max_entries`` so a classroom of sessions cannot grow memory without limit.
+
+Targets are ``"predicted"``, a class index, or ``"none"`` (all-zero target weights: "no
+class", which gives zero relevance everywhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+from torch import nn
+
+import lrp_engine as le
+
+from .rule_table import RuleChoice
+
+TargetKey = str | int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One explained image. Maps are float32 [C, H, W]; ``probs`` [K]."""
+
+    relevance: np.ndarray
+    gradient_x_input: np.ndarray
+    probs: np.ndarray
+    prediction: int
+    target: int | None  # the explained class (None: "no class")
+    conservation: le.ConservationReport
+
+
+@dataclass(frozen=True)
+class BLRPMaps:
+    """B-LRP of one image: ``percentiles`` {α: [C, H, W]}, ``std``, ``agreement`` (fraction of
+    samples with positive relevance, 0…1), posterior-mean ``probs`` [K]."""
+
+    percentiles: dict[float, np.ndarray]
+    mean: np.ndarray
+    std: np.ndarray
+    agreement: np.ndarray
+    probs: np.ndarray
+    target: int
+    n_samples: int
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _input(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(_device(model))
+
+
+def _target(key: TargetKey, k: int, like: torch.Tensor) -> object:
+    if key == "predicted":
+        return None
+    if key == "none":
+        return torch.zeros(like.shape[0], k, dtype=like.dtype, device=like.device)
+    return int(key)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def analyse(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
+            target: TargetKey = "predicted", low: tuple[float, ...] | None = None,
+            high: tuple[float, ...] | None = None) -> Analysis:
+    """LRP with ``choice`` (plus conservation sums) and Gradient×Input of ``x`` [1, C, H, W].
+
+    ``low``/``high``: per-channel zB bounds in model-input units (None: the image's range).
+    """
+    xt = _input(_model, x)
+    comp = choice.composite(None if low is None else torch.tensor(low),
+                            None if high is None else torch.tensor(high))
+    with torch.no_grad():
+        logits = _model(xt)
+    k = logits.shape[1]
+    t = _target(target, k, logits)
+    report = le.conservation(_model, xt, t, comp)
+    gxi = le.gradient_x_input(_model, xt, t)
+    probs = torch.softmax(logits.float(), 1)[0]
+    pred = int(probs.argmax())
+    return Analysis(relevance=_np(report.explanation.relevance[0]),
+                    gradient_x_input=_np(gxi[0]), probs=_np(probs), prediction=pred,
+                    target=None if target == "none" else (pred if target == "predicted"
+                                                          else int(target)),
+                    conservation=report)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def class_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
+               low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None
+               ) -> np.ndarray:
+    """Relevance of ``x`` [1, C, H, W] for every class: one batched pass, [K, C, H, W]."""
+    xt = _input(_model, x)
+    comp = choice.composite(None if low is None else torch.tensor(low),
+                            None if high is None else torch.tensor(high))
+    with torch.no_grad():
+        k = _model(xt).shape[1]
+    r = le.explain(_model, xt.expand(k, *xt.shape[1:]), torch.arange(k, device=xt.device), comp)
+    return _np(r)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def blrp_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
+              n_samples: int, alphas: Sequence[float], target: TargetKey = "predicted",
+              low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None,
+              seed: int = 0) -> BLRPMaps:
+    """B-LRP of ``x`` [1, C, H, W] with ``n_samples`` dropout networks and the α-percentiles."""
+    xt = _input(_model, x)
+    comp = choice.composite(None if low is None else torch.tensor(low),
+                            None if high is None else torch.tensor(high))
+    if target == "none":
+        raise ValueError("B-LRP explains a class: choose 'predicted' or a class, not 'no class'")
+    res = le.blrp(_model, xt, None if target == "predicted" else int(target), comp,
+                  n_samples=n_samples, alphas=tuple(alphas), seed=seed)
+    return BLRPMaps(percentiles={a: _np(res.percentile(a)[0]) for a in res.alphas},
+                    mean=_np(res.mean[0]), std=_np(res.std[0]),
+                    agreement=_np(res.sign_agreement[0]), probs=_np(res.probabilities[0]),
+                    target=int(res.target[0]), n_samples=res.n_samples)

@@ -27,6 +27,10 @@ PAGES = (
 )
 
 
+#: file → st.Page of the pages found at start-up (the home page links to these)
+_NAV: dict[str, st.Page] = {}
+
+
 def home() -> None:
     """What LRP and B-LRP are, what each page does, which model and device are in use."""
     from ui import resources
@@ -46,8 +50,8 @@ def home() -> None:
     teaser()
     st.subheader("Pages")
     for file, title, icon, what in PAGES:
-        if (ROOT / "pages" / file).exists():
-            st.page_link(f"pages/{file}", label=f"**{title}** — {what}", icon=icon)
+        if file in _NAV:
+            st.page_link(_NAV[file], label=f"**{title}** — {what}", icon=icon)
     meta = resources.model_meta("lenet")
     st.caption(f"Model: {resources.MODEL_NAMES['lenet']}, trained on the bundled MNIST digits "
                f"({100 * meta['accuracy']:.1f} % on 1 000 held-out digits). "
@@ -58,10 +62,11 @@ def home() -> None:
 def main() -> None:
     st.set_page_config(page_title="LRP Explorer", page_icon=":material/blur_on:",
                        layout="wide")
-    pages = [st.Page(home, title="Home", icon=":material/home:", default=True)]
-    pages += [st.Page(f"pages/{file}", title=title, icon=icon)
-              for file, title, icon, _ in PAGES if (ROOT / "pages" / file).exists()]
-    st.navigation(pages).run()
+    _NAV.clear()
+    _NAV.update({file: st.Page(f"pages/{file}", title=title, icon=icon)
+                 for file, title, icon, _ in PAGES if (ROOT / "pages" / file).exists()})
+    home_page = st.Page(home, title="Home", icon=":material/home:", default=True)
+    st.navigation([home_page, *_NAV.values()]).run()
 
 
 main()

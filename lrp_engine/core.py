@@ -238,10 +238,12 @@ class RelevancePass:
         if self.record:
             self._record(name, rule, a, z, out)
         if d is not None:
-            k = safe_divide(z.detach(), d)
+            k = z.detach() / d  # d from stabilize(): never 0
             z.register_hook(lambda g: g * k)
-            if self.record:  # a later layer reading z sees the scaled gradient
-                self._denominators[id(z)] = (z, d)  # z kept alive: ids stay unique
+            if self.record:  # a later layer reading z sees the scaled gradient; where
+                # d = inf (a dead unit, no stabiliser) z = 0, and so is z·g
+                d_finite = torch.where(torch.isinf(d), 0.0, d)
+                self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
             return None
         return out
 

@@ -37,17 +37,26 @@ class PassContext(Protocol):
 
 def stabilize(d: Tensor, s: float | Tensor) -> Tensor:
     """``d + s * sign(d)`` with sign(0) = +1: pushes denominators away from zero.
-    ``s`` is a float or a tensor broadcastable to ``d`` (e.g. one value per sample)."""
+    ``s`` is a float or a tensor broadcastable to ``d`` (e.g. one value per sample). Where
+    the result is still 0 (``s`` = 0) it is +inf, so that ``z / d`` gives 0, never NaN."""
+    positive = not isinstance(s, Tensor) and s > 0
     if not isinstance(s, Tensor):
         s = torch.tensor(s, dtype=d.dtype, device=d.device)
     # copysign(s, d) is +s for d >= +0; map -0 to +s as well so that sign(0) = +1 always
-    return d + torch.copysign(s, d + 0.0)
+    out = d + torch.copysign(s, d + 0.0)
+    return out if positive else nonzero(out)
+
+
+def nonzero(d: Tensor) -> Tensor:
+    """``d`` with zeros replaced by +inf: a denominator for which ``z / d`` is 0 there (a
+    dead unit with an unstabilised rule passes nothing on instead of NaN)."""
+    return torch.where(d == 0, torch.inf, d)
 
 
 def _ratio(z: Tensor, d: Tensor) -> Tensor:
-    """The detached factor ``z / d`` that carries the output relevance into a rule's term;
-    0 where ``d`` is 0 (an unstabilised rule on a dead unit passes nothing, never NaN)."""
-    return safe_divide(z.detach(), d.detach())
+    """The detached factor ``z / d`` that carries the output relevance into a rule's term
+    (``d`` comes from :func:`stabilize` or :func:`nonzero`: never 0)."""
+    return (z / d).detach()
 
 
 class Rule:
@@ -213,10 +222,10 @@ class AlphaBeta(Rule):
         bp = None if b is None else b.clamp(min=0)
         bn = None if b is None else b.clamp(max=0)
         zp = self._part(op, ap, an, wp, wn, bp)  # Σ (a w)⁺ (+ b⁺)
-        m = self.alpha * zp * _ratio(z, zp + self.stabilizer)
+        m = self.alpha * zp * _ratio(z, nonzero(zp + self.stabilizer))
         if self.beta:
             zn = self._part(op, ap, an, wn, wp, bn)  # Σ (a w)⁻ (+ b⁻)
-            m = m - self.beta * zn * _ratio(z, zn - self.stabilizer)
+            m = m - self.beta * zn * _ratio(z, nonzero(zn - self.stabilizer))
         return m
 
     def describe(self) -> str:

@@ -15,7 +15,8 @@ Summaries: :func:`auc` (area under the curve on the normalised x-axis; lower for
 most-relevant-first = more faithful) and :func:`aopc` (average drop from the unperturbed
 score; higher for most-relevant-first = more faithful).
 
-Localisation: :func:`relevance_mass_accuracy` and :func:`pointing_game` against a mask.
+Localisation metrics (relevance mass accuracy, pointing game) live in
+:mod:`lrp_engine.localisation`.
 """
 
 from __future__ import annotations
@@ -408,42 +409,3 @@ def aopc(curves: Tensor) -> Tensor:
     is relative to each image's own starting score.
     """
     return (curves[..., :1] - curves).mean(-1)
-
-
-# -- localisation ----------------------------------------------------------------------------
-
-def _heat_and_mask(relevance: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Channel-summed relevance [N, H·W] and a boolean mask broadcast to it."""
-    r = relevance.sum(1) if relevance.dim() == 4 else relevance
-    if r.dim() != 3:
-        raise ValueError("relevance must be [N, C, H, W] or [N, H, W]")
-    m = mask.to(device=r.device, dtype=torch.bool)
-    if m.dim() == 4:
-        m = m.any(1)
-    m = torch.broadcast_to(m, r.shape)
-    return r.flatten(1), m.flatten(1)
-
-
-def relevance_mass_accuracy(relevance: Tensor, mask: Tensor) -> Tensor:
-    """Share of the positive relevance that falls inside ``mask``, [N] in [0, 1].
-
-    ``relevance``: [N, C, H, W] or [N, H, W] (summed over channels first); ``mask``: bool
-    [N, H, W], [N, 1, H, W] or [H, W]. Higher is better. NaN where it is undefined: a map
-    without positive relevance, or an empty mask (e.g. a "no lesion" image); average with
-    ``nanmean``.
-    """
-    r, m = _heat_and_mask(relevance, mask)
-    pos = r.clamp(min=0)
-    total = pos.sum(1)
-    inside = (pos * m).sum(1)
-    ok = (total > 0) & m.any(1)
-    return torch.where(ok, inside / total.clamp(min=torch.finfo(r.dtype).tiny),
-                       torch.full_like(total, float("nan")))
-
-
-def pointing_game(relevance: Tensor, mask: Tensor) -> Tensor:
-    """Whether the most relevant pixel (channel-summed; first one on ties) lies inside
-    ``mask``: bool [N] (False for an empty mask: exclude those images). Shapes as in
-    :func:`relevance_mass_accuracy`."""
-    r, m = _heat_and_mask(relevance, mask)
-    return m.gather(1, r.argmax(1, keepdim=True))[:, 0]

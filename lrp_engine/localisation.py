@@ -48,13 +48,16 @@ def relevance_mass_accuracy(relevance: Tensor, mask: Tensor) -> Tensor:
     """Positive relevance inside ``mask`` / all positive relevance, per image: [N] in [0, 1].
 
     ``relevance``: [N, C, H, W] or [N, H, W]; ``mask``: bool [N, H, W], [N, 1, H, W] or
-    [H, W]. NaN for a map without any positive relevance.
+    [H, W]. NaN where it is undefined: a map without any positive relevance, or an empty
+    mask (e.g. a "no lesion" image); average with ``nanmean``.
     """
     r, m = _heat_and_mask(relevance, mask)
     pos = r.clamp(min=0).flatten(1)
+    m = m.flatten(1)
     total = pos.sum(1)
-    inside = (pos * m.flatten(1)).sum(1)
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(pos.dtype).tiny),
+    inside = (pos * m).sum(1)
+    ok = (total > 0) & m.any(1)
+    return torch.where(ok, inside / total.clamp(min=torch.finfo(pos.dtype).tiny),
                        torch.full_like(total, float("nan")))
 
 
@@ -68,7 +71,8 @@ def dilate(mask: Tensor, pixels: int) -> Tensor:
 
 def pointing_game(relevance: Tensor, mask: Tensor, tolerance: int = 0) -> Tensor:
     """Whether the most relevant pixel (channel-summed; first one on ties) lies inside
-    ``mask`` grown by ``tolerance`` pixels: bool [N]. Shapes as in
+    ``mask`` grown by ``tolerance`` pixels: bool [N] (False for an empty mask: exclude those
+    images). Shapes as in
     :func:`relevance_mass_accuracy`."""
     r, m = _heat_and_mask(relevance, mask)
     m = dilate(m.contiguous(), tolerance)

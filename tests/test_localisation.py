@@ -100,3 +100,28 @@ def test_command_line(capsys) -> None:
     assert "| epsilon |" in out and "| random |" in out and "not diagnostic" in out
     with pytest.raises(ValueError, match="unknown composite"):
         main(["--presets", "nope"])
+
+
+def test_relevance_mass_accuracy_and_pointing_game() -> None:
+    rel = torch.zeros(3, 2, 4, 4)
+    rel[0, 0, 0, 0] = 3.0   # inside
+    rel[0, 1, 3, 3] = 1.0   # outside
+    rel[0, 0, 1, 1] = -5.0  # negative relevance is ignored
+    rel[1, 0, 3, 3] = 2.0   # all positive mass outside
+    rel[1, 1, 0, 0] = 1.0
+    rel[1, 0, 0, 0] = -0.5  # channel sum at (0, 0): 0.5 < 2 → argmax outside
+    rel[2] = -1.0           # no positive relevance
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[:2, :2] = True
+    rma = relevance_mass_accuracy(rel, mask)
+    torch.testing.assert_close(rma[:2], torch.tensor([0.75, 0.5 / 2.5]))
+    assert math.isnan(float(rma[2]))
+    assert pointing_game(rel, mask).tolist() == [True, False, True]  # ties: first pixel
+    per_image = mask.expand(3, 1, 4, 4)
+    torch.testing.assert_close(relevance_mass_accuracy(rel.sum(1), per_image), rma,
+                               equal_nan=True)
+    empty = per_image.clone()
+    empty[0] = False  # e.g. a "no lesion" image: undefined, not 0
+    rma_empty = relevance_mass_accuracy(rel, empty)
+    assert math.isnan(float(rma_empty[0])) and float(rma_empty[1]) == pytest.approx(0.2)
+    assert not bool(pointing_game(rel, empty)[0])

@@ -14,8 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)
 
+# extra Streamlit flags: make run ARGS="--server.address 0.0.0.0" (see README)
 run: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m streamlit run app.py $(ARGS)
 
 # pytest exits 5 when it collects no test: that is reported, not treated as a failure
 test: $(STAMP)
@@ -27,3 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py
+	$(PY) benchmarks/bench_blrp.py
+	$(PY) benchmarks/bench_pixel_flipping.py
+	$(PY) benchmarks/bench_models.py
+
+# the seed-000 pixel-flipping experiment on the 1 000 held-out digits (README table)
+experiment: $(STAMP)
+	$(PY) -m lrp_engine experiment pixel-flipping

@@ -240,6 +240,24 @@ def _flip_chunk(model: nn.Module, x: Tensor, y: Tensor, maps: dict[str, Tensor |
     return out
 
 
+def chunk_curves(model: nn.Module, fast: nn.Module, x: Tensor, y: Tensor, ids: Sequence[int],
+                 cfg: PixelFlippingConfig, timings: dict[str, float] | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Curves of one chunk of images: {method key: [n, steps]}.
+
+    ``x`` [n, C, H, W] model inputs with labels ``y`` [n]; ``ids``: their global image
+    indices, which seed the fill values and random orders, so a run split into chunks (the
+    dashboard's live batches) gives the same curves as one call. ``fast``: the model's
+    evaluation twin (``_fast_model``), or the model itself.
+    """
+    timings = {} if timings is None else timings
+    maps = _relevance_maps(model, fast, x, y, cfg, timings)
+    t0 = time.perf_counter()
+    out = _flip_chunk(model, x, y, maps, ids, cfg)
+    _tick(timings, "pixel_flipping", t0)
+    return out
+
+
 def run_pixel_flipping_experiment(
         config: PixelFlippingConfig | None = None, *, model: nn.Module | None = None,
         inputs: tuple[Tensor, Tensor] | None = None, on_progress: ProgressFn | None = None,
@@ -273,11 +291,9 @@ def run_pixel_flipping_experiment(
         stop = min(start + cfg.chunk_images, total)
         x = x_all[start:stop].to(device)
         y = y_all[start:stop].to(device)
-        maps = _relevance_maps(model, fast, x, y, cfg, timings)
-        t0 = time.perf_counter()
-        for key, c in _flip_chunk(model, x, y, maps, range(start, stop), cfg).items():
+        for key, c in chunk_curves(model, fast, x, y, range(start, stop), cfg,
+                                   timings).items():
             parts[key].append(c)
-        _tick(timings, "pixel_flipping", t0)
         done = stop
         if on_progress is not None:
             on_progress(done, total, {k: np.concatenate(v).mean(0) for k, v in parts.items()})

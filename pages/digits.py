@@ -19,9 +19,11 @@ PLOT = {"displayModeBar": False}
 st.title("Digits")
 
 # -- model ----------------------------------------------------------------------------------
-mid = st.sidebar.selectbox("Model", list(resources.MODEL_NAMES), key=MODEL_ID,
-                           index=list(resources.MODEL_NAMES).index(model_id()),
-                           format_func=resources.MODEL_NAMES.__getitem__)
+st.session_state["digits_model"] = model_id()  # shared with the other pages
+mid = st.sidebar.selectbox("Model", list(resources.MODEL_NAMES), key="digits_model",
+                           format_func=resources.MODEL_NAMES.__getitem__,
+                           on_change=lambda: st.session_state.update(
+                               {MODEL_ID: st.session_state["digits_model"]}))
 model, meta = resources.get_model(mid), resources.model_meta(mid)
 st.sidebar.caption(f"{100 * meta['accuracy']:.1f} % on the 1 000 held-out digits · "
                    f"{resources.device_label()}")

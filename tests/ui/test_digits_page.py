@@ -132,6 +132,6 @@ def test_upload_path_and_bad_uploads_in_one_session(at: AppTest) -> None:
 
 def test_mlp_model(at: AppTest) -> None:
     at.radio(key="digit_source").set_value("Held-out digit").run()
-    at.sidebar.selectbox(key="model_id").set_value("mlp").run()
+    at.sidebar.selectbox(key="digits_model").set_value("mlp").run()
     assert not at.exception and not at.error
     assert _z(_spec(at, "lrp_heatmap")).shape == (28, 28)

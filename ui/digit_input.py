@@ -2,7 +2,8 @@
 
 Each source ends in a :class:`ui.state.CurrentDigit` (uint8 28×28, white on black, the
 MNIST convention) or in a message saying why there is none. Tests and demos can replace the
-canvas by putting an RGBA array under ``st.session_state[ui.state.CANVAS_IMAGE]``.
+canvas by putting an RGBA array under ``st.session_state[ui.state.CANVAS_IMAGE]``, and an
+upload by putting ``(name, bytes)`` under ``st.session_state[UPLOAD_BYTES]``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from .state import CANVAS_IMAGE, CurrentDigit
 SOURCES = ("Draw", "Held-out digit", "Upload")
 CANVAS_SIDE = 280  # px; strokes of 18 px become MNIST-like 2-px strokes at 28×28
 IDX_KEY = "heldout_index"
+#: (file name, bytes) that stands in for an upload when set (tests: AppTest cannot upload)
+UPLOAD_BYTES = "digit_upload_bytes"
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 
 
@@ -79,13 +82,19 @@ def _from_upload() -> tuple[CurrentDigit | None, str | None]:
     f = st.file_uploader("A picture of one digit", type=UPLOAD_TYPES, key="digit_upload",
                          help="Dark on light or light on dark; it is cropped, scaled and "
                               "centred like MNIST. Kept in memory only.")
-    if f is None:
+    injected = st.session_state.get(UPLOAD_BYTES)
+    if f is not None:
+        name, data = f.name, f.getvalue()
+    elif injected is not None:
+        name, data = injected
+    else:
         return None, "Upload a picture of a digit (PNG, JPEG, …)."
     try:
-        digit = image_to_digit(load_image(f.getvalue()))
+        digit = image_to_digit(load_image(data))
     except ImageLoadError as e:
-        return None, f"{f.name}: {e}"
-    return CurrentDigit.from_image(digit, f"upload: {f.name}"), None
+        st.error(f"{name}: {e}")
+        return None, "Upload another picture of one digit, or draw one."
+    return CurrentDigit.from_image(digit, f"upload: {name}"), None
 
 
 def digit_input() -> tuple[CurrentDigit | None, str | None]:

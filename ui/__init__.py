@@ -2,8 +2,9 @@
 
 - :mod:`ui.state`: session-state keys and the digit shared between pages;
 - :mod:`ui.resources`: cached models and data (``st.cache_resource``);
-- :mod:`ui.compute`: cached explanations keyed by input bytes, model id and rule spec;
+- :mod:`ui.compute`: cached explanations keyed by input bytes, model id and rule choice;
 - :mod:`ui.rule_table`: the preset selector + per-layer rule table → ``le.Composite``;
 - :mod:`ui.digit_input`: canvas / held-out digit / upload → a 28×28 digit;
-- :mod:`ui.blrp_panel`: the B-LRP controls and figures (a fragment).
+- :mod:`ui.flipping`: the live pixel-flipping job (batches, stop, resume, summary);
+- :mod:`ui.home`: the home page's example picture.
 """

@@ -7,6 +7,8 @@ with a shared model is safe: the engine attaches its hooks per pass and per thre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import streamlit as st
 import torch
@@ -14,6 +16,10 @@ from torch import nn
 
 from lrp_engine.data import load_bundled_mnist
 from lrp_engine.models import BUNDLED, load_bundled
+
+if TYPE_CHECKING:
+    from lrp_engine.checkpoints import LoadedModel
+    from lrp_engine.mri_demo import LesionBatch
 
 #: display names of the bundled models, in the order offered
 MODEL_NAMES = {"lenet": "LeNet (seed 000, 32×32 input)", "mlp": "MLP 784-300-100-10"}
@@ -47,3 +53,55 @@ def model_meta(model_id: str) -> dict:
 def heldout() -> tuple[np.ndarray, np.ndarray]:
     """The 1 000 bundled held-out digits: uint8 [1000, 28, 28] and labels int64 [1000]."""
     return load_bundled_mnist("test")
+
+
+# -- the Image explorer's and the MRI inspector's models ---------------------------------------
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def imagenet_model(arch: str, path: str | None = None) -> nn.Module:
+    """EfficientNet-Lite0 (bundled weights) or VGG-16 (hub cache, a download, or the local
+    file ``path``) with ImageNet weights, eval mode, on :func:`device`. Raises
+    :class:`lrp_engine.models.zoo.WeightsUnavailableError` (not cached) when VGG-16's weights
+    cannot be had. Shared by all sessions: never modify it."""
+    from lrp_engine.models.zoo import load_efficientnet_lite0, load_vgg16_imagenet
+
+    if arch == "efficientnet_lite0":
+        model = load_efficientnet_lite0()
+    elif arch == "vgg16":
+        model = load_vgg16_imagenet(path, progress=False)
+    else:
+        raise ValueError(f"no ImageNet weights for {arch!r}")
+    return model.to(device()).eval()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def user_checkpoint(_data: bytes, digest: str, arch: str, num_classes: int | None,
+                    class_names: tuple[str, ...] | None) -> LoadedModel:
+    """An uploaded checkpoint loaded into ``arch`` (safe loading, see
+    :func:`lrp_engine.checkpoints.load_checkpoint`), on :func:`device`. ``digest`` (sha256
+    of ``_data``) is the cache key, so a large file is not hashed on every rerun. Raises
+    :class:`lrp_engine.checkpoints.CheckpointError` (not cached)."""
+    from lrp_engine.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(_data, arch, num_classes,
+                             None if class_names is None else list(class_names))
+    loaded.model = loaded.model.to(device()).eval()
+    return loaded
+
+
+@st.cache_resource(show_spinner=False)
+def mri_demo_model() -> nn.Module:
+    """The bundled MRI demo CNN (synthetic lesions; not diagnostic), eval mode, on
+    :func:`device`. Shared: never modify it."""
+    from lrp_engine.mri_demo import load_mri_demo_model
+
+    return load_mri_demo_model().to(device()).eval()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def mri_held_out(n: int = 40) -> LesionBatch:
+    """The MRI demo's fixed held-out set of ``n`` synthetic slices (images, masks, labels)."""
+    from lrp_engine.mri_demo import held_out_set
+
+    return held_out_set(n)

@@ -24,7 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from .composites import Composite, get_composite
-from .core import RelevancePass, Target, _check_model, _prepare_input, resolve_target
+from .core import (
+    RelevancePass,
+    Target,
+    _check_model,
+    _prepare_input,
+    input_shaped,
+    resolve_target,
+)
 from .layers import LayerTable, layer_table
 
 DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
@@ -210,9 +217,7 @@ def _input_relevance(x: Tensor, refs: list[Tensor], grads: Sequence[Tensor | Non
     for t, g in zip([x, *refs], grads, strict=True):
         if g is None:
             continue
-        if t.shape != x.shape:
-            raise ValueError("an input-layer rule (zB, flat, w²) must be assigned to the "
-                             "first layer only")
+        t, g = input_shaped(t, g, x, lead)
         rel = rel + t.detach() * g
     return rel
 

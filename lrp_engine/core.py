@@ -293,6 +293,21 @@ def _prepare_input(x: Tensor) -> Tensor:
     return x.detach().clone().requires_grad_(True)
 
 
+def input_shaped(ref: Tensor, g: Tensor, x: Tensor, lead: tuple[int, ...] = ()
+                 ) -> tuple[Tensor, Tensor]:
+    """An input-layer rule's reference and its gradient (with ``lead`` extra leading dims)
+    viewed in the shape of the model input ``x``: the first layer may read a reshaped input
+    (an MLP's Flatten); any other input is an error, said in plain words."""
+    if ref.shape != x.shape and ref.numel() == x.numel() and ref.shape[0] == x.shape[0]:
+        ref, g = ref.reshape(x.shape), g.reshape(*lead, *x.shape)
+    if ref.shape != x.shape:
+        raise ValueError(
+            "an input-layer rule (zB, flat, w²) was assigned to a layer whose input is "
+            f"not the model input (shape {list(ref.shape)} vs. {list(x.shape)}); "
+            "assign it to the first layer only")
+    return ref, g
+
+
 def relevance_backward(logits: Tensor, target: Tensor, x: Tensor,
                        references: list[Tensor]) -> tuple[Tensor, list[Tensor | None]]:
     """Backward of the modified graph: relevance at ``x`` plus the input-layer rules'
@@ -302,14 +317,9 @@ def relevance_backward(logits: Tensor, target: Tensor, x: Tensor,
     gx, gref = grads[0], list(grads[1:])
     rel = x.detach() * gx if gx is not None else torch.zeros_like(x)
     for ref, g in zip(references, gref, strict=True):
-        if g is None:
-            continue
-        if ref.shape != x.shape:
-            raise ValueError(
-                "an input-layer rule (zB, flat, w²) was assigned to a layer whose input is "
-                f"not the model input (shape {list(ref.shape)} vs. {list(x.shape)}); "
-                "assign it to the first layer only")
-        rel = rel + ref.detach() * g
+        if g is not None:
+            ref, g = input_shaped(ref, g, x)
+            rel = rel + ref.detach() * g
     return rel.detach(), gref
 
 

@@ -293,3 +293,20 @@ def test_by_index_matches_seed_numbering() -> None:
     rules = comp.assign(table)
     assert isinstance(rules["features.14"], le.Gamma)
     assert isinstance(rules["features.17"], le.Zero)
+
+
+@pytest.mark.parametrize("preset", ["epsilon-plus-flat", "epsilon-gamma-box", "deep-taylor",
+                                    "w2-alpha-beta"])
+def test_input_rules_on_a_flattened_first_layer(preset: str) -> None:
+    """An MLP reads its image through Flatten: input-layer rules apply to the flattened
+    pixels, and the relevance equals that of the same MLP fed the flat vector."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).eval()
+    image_mlp = nn.Sequential(nn.Flatten(), mlp).eval()
+    x = torch.randn(5, 1, 4, 4)
+    r_img = le.explain(image_mlp, x, composite=preset)
+    r_flat = le.explain(mlp, x.flatten(1), composite=preset)
+    assert r_img.shape == x.shape and torch.isfinite(r_img).all()
+    torch.testing.assert_close(r_img.flatten(1), r_flat)
+    b = le.blrp(image_mlp, x, composite=preset, n_samples=4, alphas=(50,))
+    assert b.percentiles.shape == (1, *x.shape) and torch.isfinite(b.percentiles).all()

@@ -135,3 +135,6 @@ def test_mlp_model(at: AppTest) -> None:
     at.sidebar.selectbox(key="digits_model").set_value("mlp").run()
     assert not at.exception and not at.error
     assert _z(_spec(at, "lrp_heatmap")).shape == (28, 28)
+    at.selectbox(key="rules_preset").set_value("epsilon-gamma-box").run()  # zB after Flatten
+    assert not at.exception and not at.error
+    assert np.abs(_z(_spec(at, "lrp_heatmap"))).max() > 0

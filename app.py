@@ -1,4 +1,4 @@
-"""LRP Explorer: the home page and the navigation between the pages in ``pages/``."""
+"""LRP Explorer: the home page and the navigation between the pages in ``app_pages/``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
 
-#: (file in pages/, title, icon, what it does): the navigation and the home page's table
+#: (file in app_pages/, title, icon, what it does): the navigation and the home page's table
 PAGES = (
     ("digits.py", "Digits", ":material/draw:",
      "Draw a digit (or pick one of 1 000 held-out MNIST digits), choose LRP rules per layer "
@@ -63,8 +63,8 @@ def main() -> None:
     st.set_page_config(page_title="LRP Explorer", page_icon=":material/blur_on:",
                        layout="wide")
     _NAV.clear()
-    _NAV.update({file: st.Page(f"pages/{file}", title=title, icon=icon)
-                 for file, title, icon, _ in PAGES if (ROOT / "pages" / file).exists()})
+    _NAV.update({file: st.Page(f"app_pages/{file}", title=title, icon=icon)
+                 for file, title, icon, _ in PAGES if (ROOT / "app_pages" / file).exists()})
     home_page = st.Page(home, title="Home", icon=":material/home:", default=True)
     st.navigation([home_page, *_NAV.values()]).run()
 

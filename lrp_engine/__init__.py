@@ -3,7 +3,7 @@
     import lrp_engine as le
     R = le.explain(model, x, target=None, composite="epsilon")  # relevance, shape of x
 
-No Streamlit here: the dashboard in ``pages/`` only calls into this package.
+No Streamlit here: the dashboard in ``app_pages/`` only calls into this package.
 """
 
 from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, percentiles

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui.state import CANVAS_IMAGE
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "digits.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "digits.py")
 
 
 def _seven(side: int = 280) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""AppTests of the Filters page (pages/filters.py): the LeNet's 24 first-layer filters, the
+"""AppTests of the Filters page (app_pages/filters.py): the LeNet's 24 first-layer filters, the
 activation maps of a digit, and the MLP's dense weights."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from ui import state
 from ui.resources import heldout
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "filters.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "filters.py")
 
 
 def _figures(at: AppTest) -> list[dict]:

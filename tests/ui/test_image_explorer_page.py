@@ -18,7 +18,7 @@ from lrp_engine.models import zoo
 from ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "image_explorer.py")
+PAGE = str(ROOT / "app_pages" / "image_explorer.py")
 
 
 def _spec(at: AppTest, key: str) -> dict:

@@ -19,7 +19,7 @@ from ui import report
 from ui.scan_input import SCAN_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "mri_inspector.py")
+PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
 REPORT_KEY = "mri_report_png"
 
 

@@ -1,4 +1,4 @@
-"""AppTests of the Pixel-flipping page (pages/pixel_flipping.py, ui/flipping.py).
+"""AppTests of the Pixel-flipping page (app_pages/pixel_flipping.py, ui/flipping.py).
 
 Small runs only (≤ 50 images, ≤ 8 B-LRP samples) so that each test stays well under a
 minute on two CPU cores. The seed is fixed (0), so the numbers are reproducible.
@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui import flipping
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "pixel_flipping.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "pixel_flipping.py")
 
 
 def _app(**values) -> AppTest:

@@ -1,6 +1,7 @@
 """Command line: ``python -m lrp_engine <command> …``.
 
     python -m lrp_engine experiment pixel-flipping [--images 1000] [--samples 100] …
+    python -m lrp_engine localisation [--images 200] [--presets …]
 
 Commands are nested subparsers (``experiment`` → ``pixel-flipping``); a new experiment is one
 more ``_add_…`` function and handler.
@@ -72,7 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Run a reproducible experiment.")
     kinds = experiment.add_subparsers(dest="experiment", metavar="EXPERIMENT")
     _add_pixel_flipping(kinds)
+    loc = commands.add_parser(
+        "localisation", add_help=False,
+        help="does the heatmap point at the lesion? (the synthetic MRI demo, per preset)")
+    loc.add_argument("args", nargs=argparse.REMAINDER)
+    loc.set_defaults(handler=lambda a: _localisation_main(a.args))
     return parser
+
+
+def _localisation_main(argv: list[str]) -> int:
+    from .localisation import main
+
+    return main(argv)
 
 
 def _add_pixel_flipping(kinds: argparse._SubParsersAction) -> None:

@@ -125,3 +125,12 @@ def test_relevance_mass_accuracy_and_pointing_game() -> None:
     rma_empty = relevance_mass_accuracy(rel, empty)
     assert math.isnan(float(rma_empty[0])) and float(rma_empty[1]) == pytest.approx(0.2)
     assert not bool(pointing_game(rel, empty)[0])
+
+
+def test_cli_routes_localisation(capsys: pytest.CaptureFixture[str]) -> None:
+    from lrp_engine.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["localisation", "--help"])
+    assert exc.value.code == 0
+    assert "pointing game" in capsys.readouterr().out

@@ -155,6 +155,9 @@ def _run_pixel_flipping(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status. No command: print help."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["localisation"]:  # its own parser, options and --help included
+        return _localisation_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -11,7 +11,7 @@ class", which gives zero relevance everywhere).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,20 +113,31 @@ def class_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleCho
     return _np(r)
 
 
+def compute_blrp(model: nn.Module, x: np.ndarray, choice: RuleChoice, n_samples: int,
+                 alphas: Sequence[float], target: TargetKey = "predicted",
+                 low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None,
+                 seed: int = 0, chunk: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> BLRPMaps:
+    """B-LRP of ``x`` [1, C, H, W] with ``n_samples`` dropout networks and the α-percentiles
+    (uncached; ``chunk``: samples per batched backward, ``progress(done, total)``)."""
+    xt = _input(model, x)
+    comp = choice.composite(None if low is None else torch.tensor(low),
+                            None if high is None else torch.tensor(high))
+    if target == "none":
+        raise ValueError("B-LRP explains a class: choose 'predicted' or a class, not 'no class'")
+    res = le.blrp(model, xt, None if target == "predicted" else int(target), comp,
+                  n_samples=n_samples, alphas=tuple(alphas), seed=seed, chunk_size=chunk,
+                  progress=progress)
+    return BLRPMaps(percentiles={a: _np(res.percentile(a)[0]) for a in res.alphas},
+                    mean=_np(res.mean[0]), std=_np(res.std[0]),
+                    agreement=_np(res.sign_agreement[0]), probs=_np(res.probabilities[0]),
+                    target=int(res.target[0]), n_samples=res.n_samples)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def blrp_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
               n_samples: int, alphas: Sequence[float], target: TargetKey = "predicted",
               low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None,
               seed: int = 0) -> BLRPMaps:
-    """B-LRP of ``x`` [1, C, H, W] with ``n_samples`` dropout networks and the α-percentiles."""
-    xt = _input(_model, x)
-    comp = choice.composite(None if low is None else torch.tensor(low),
-                            None if high is None else torch.tensor(high))
-    if target == "none":
-        raise ValueError("B-LRP explains a class: choose 'predicted' or a class, not 'no class'")
-    res = le.blrp(_model, xt, None if target == "predicted" else int(target), comp,
-                  n_samples=n_samples, alphas=tuple(alphas), seed=seed)
-    return BLRPMaps(percentiles={a: _np(res.percentile(a)[0]) for a in res.alphas},
-                    mean=_np(res.mean[0]), std=_np(res.std[0]),
-                    agreement=_np(res.sign_agreement[0]), probs=_np(res.probabilities[0]),
-                    target=int(res.target[0]), n_samples=res.n_samples)
+    """:func:`compute_blrp`, cached by model key, input bytes and settings."""
+    return compute_blrp(_model, x, choice, n_samples, alphas, target, low, high, seed)

@@ -15,7 +15,7 @@ import io
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -29,7 +29,7 @@ from torch import nn
 import lrp_engine as le
 from lrp_engine import viz
 
-from .compute import BLRPMaps, TargetKey
+from .compute import BLRPMaps, TargetKey, compute_blrp
 from .rule_table import RuleChoice
 
 
@@ -119,27 +119,6 @@ _BLRP_LOCK = threading.Lock()
 BLRP_MAX_ENTRIES = 16
 
 
-def _blrp(model: nn.Module, x: np.ndarray, choice: RuleChoice, n_samples: int,
-          alphas: tuple[float, ...], target: TargetKey, low: tuple[float, ...] | None,
-          high: tuple[float, ...] | None, chunk: int,
-          progress: Callable[[int, int], None] | None) -> BLRPMaps:
-    xt = _tensor(model, x)
-    comp = choice.composite(None if low is None else torch.tensor(low),
-                            None if high is None else torch.tensor(high))
-    if target == "none":
-        raise ValueError("B-LRP explains a class: choose 'predicted' or a class")
-    res = le.blrp(model, xt, None if target == "predicted" else int(target), comp,
-                  n_samples=n_samples, alphas=alphas, chunk_size=chunk, progress=progress)
-
-    def np_(t: torch.Tensor) -> np.ndarray:
-        return t.detach().float().cpu().numpy()
-
-    return BLRPMaps(percentiles={a: np_(res.percentile(a)[0]) for a in res.alphas},
-                    mean=np_(res.mean[0]), std=np_(res.std[0]),
-                    agreement=np_(res.sign_agreement[0]), probs=np_(res.probabilities[0]),
-                    target=int(res.target[0]), n_samples=res.n_samples)
-
-
 def blrp_with_progress(model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
                        n_samples: int, alphas: Sequence[float], target: TargetKey = "predicted",
                        low: tuple[float, ...] | None = None,
@@ -162,7 +141,8 @@ def blrp_with_progress(model: nn.Module, model_key: str, x: np.ndarray, choice: 
                      text=f"{done} of {total} sampled networks explained")
 
     try:
-        res = _blrp(model, x, *args, chunk_for(x, int(n_samples)), progress)
+        res = compute_blrp(model, x, *args, chunk=chunk_for(x, int(n_samples)),
+                           progress=progress)
     finally:
         bar.empty()
     with _BLRP_LOCK:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import lrp_engine as le  # noqa: E402
+from benchmarks.timing import interleaved  # noqa: E402
 from lrp_engine.models import VGG16, LeNet  # noqa: E402
 
 METHODS = ("gradient_x_input", "epsilon", "epsilon-gamma-box")
@@ -50,16 +49,7 @@ def runner(method: str, model: torch.nn.Module, x: torch.Tensor) -> Callable[[],
 def time_methods(model_name: str, batch: int, repeats: int) -> dict[str, float]:
     """Median seconds per method; methods interleaved round by round."""
     model, x = make(model_name, batch)
-    fns = {m: runner(m, model, x) for m in METHODS}
-    for f in fns.values():  # warm-up (layer-table probe, allocator)
-        f()
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    for _ in range(repeats):
-        for m, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[m].append(time.perf_counter() - t0)
-    return {m: statistics.median(v) for m, v in times.items()}
+    return interleaved({m: runner(m, model, x) for m in METHODS}, repeats)
 
 
 def _peak_child(model_name: str, batch: int, method: str) -> None:

@@ -16,10 +16,7 @@ The machine is shared and noisy: compare ratios, not absolute times.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,24 +26,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import lrp_engine as le  # noqa: E402
+from benchmarks.timing import interleaved  # noqa: E402
 from lrp_engine.models.vgg import VGG16  # noqa: E402
 from lrp_engine.models.zoo import load_efficientnet_lite0, prepare_image  # noqa: E402
 
 CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, called round-robin ``repeats`` times after one
-    warm-up call each."""
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_efficientnet(repeats: int) -> None:

@@ -19,7 +19,6 @@ architecture and random inputs (said in the output).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import lrp_engine as le  # noqa: E402
+from benchmarks.timing import interleaved  # noqa: E402
 from lrp_engine.cli import keep_freed_memory  # noqa: E402
 from lrp_engine.evaluation import (  # noqa: E402
     channels_last_copy,
@@ -96,15 +96,7 @@ def bench_one_heatmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeat
             twin(perturbed_cl)
 
     fns = {"pixel_flipping": flip, "forward": forward, "forward_channels_last": forward_cl}
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    return {k: 1e3 * v for k, v in interleaved(fns, repeats).items()}
 
 
 def seed_pixelflipping(image: torch.Tensor, class_ind: int, relevance: torch.Tensor,

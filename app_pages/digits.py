@@ -118,12 +118,8 @@ else:
                                       ["standard LRP", *(f"α = {al}" for al in alphas)],
                                       image=x[0, 0], height=230),
                     config=PLOT, key="blrp_panels")
-    st.plotly_chart(viz.panels_figure([b.mean, b.std, b.agreement],
-                                      ["posterior mean", "std over samples",
-                                       "sign agreement (share > 0)"],
-                                      ranges=[None, (0.0, float(b.std.max()) or 1.0), (0.0, 1.0)],
-                                      colorscales=[None, "Greys", "RdBu_r"], height=230),
-                    config=PLOT, key="blrp_stats")
+    st.plotly_chart(viz.blrp_stats_figure(b.mean, b.std, b.agreement), config=PLOT,
+                    key="blrp_stats")
     st.caption(f"{b.n_samples} samples, class {b.target}; sign agreement 1 = every sampled "
                "network gives the pixel positive relevance, 0 = every one negative.")
 

@@ -302,6 +302,15 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
     return go.Figure(data=traces, layout=layout)
 
 
+def blrp_stats_figure(mean: Any, std: Any, agreement: Any, height: int = 230) -> go.Figure:
+    """B-LRP's summary row: the posterior-mean relevance (diverging), the std over samples
+    (greys, 0…max) and the sign agreement (share of samples with positive relevance, 0…1)."""
+    return panels_figure([mean, std, agreement],
+                         ["posterior mean", "std over samples", "sign agreement (share > 0)"],
+                         ranges=[None, (0.0, float(np.asarray(std).max()) or 1.0), (0.0, 1.0)],
+                         colorscales=[None, "Greys", "RdBu_r"], height=height)
+
+
 def probability_figure(probs: Sequence[float], classes: Sequence[str] | None = None,
                        highlight: int | None = None, height: int = 260) -> go.Figure:
     """Bar chart of class probabilities; the ``highlight`` class (the prediction) in red."""

@@ -31,15 +31,18 @@ class AffineOp:
 
     ``native`` is the layer's own output tensor when it equals ``fn(a, weight, bias)`` with
     the unmodified parameters and is differentiable in ``a``; rules whose ρ is the identity
-    reuse it instead of computing the layer again.
+    reuse it instead of computing the layer again. ``recompute``: ``fn`` has a faster
+    gradient than the layer's own kernel (see :data:`IM2COL_MAX_TAPS`), so the relevance
+    pass recomputes the layer with ``fn`` and uses that output in the layer's place.
     """
 
     def __init__(self, fn: Forward, weight: Tensor, bias: Tensor | None,
-                 native: Tensor | None = None) -> None:
+                 native: Tensor | None = None, recompute: bool = False) -> None:
         self.fn = fn
         self.weight = weight
         self.bias = bias
         self.native = native
+        self.recompute = recompute
 
     def __call__(self, a: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.fn(a, weight, bias)
@@ -49,18 +52,51 @@ def _detach(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach()
 
 
+#: a Conv2d with at most this many input taps (C_in · k_h · k_w, e.g. 1·5·5 or 3·3·3: the
+#: first layer on a grey or RGB image) is evaluated in the relevance pass as an im2col
+#: matmul: oneDNN's input-gradient kernel is 2–6× slower than matmul + fold on so few taps
+#: (measured on LeNet's and VGG-16's first layers), and the relevance pass is exactly that
+#: gradient. With more taps oneDNN's own kernel is the faster one.
+IM2COL_MAX_TAPS = 32
+
+
 def _linear_forward(module: nn.Module) -> Forward:
     if isinstance(module, nn.Linear):
         return F.linear
     if isinstance(module, CONV_TYPES):
+        im2col = _im2col_forward(module)
+        if im2col is not None:
+            return im2col
         return module._conv_forward  # honours stride, padding (any mode), dilation, groups
     raise TypeError(f"not a linear layer: {type(module).__name__}")
+
+
+def _im2col_forward(module: nn.Module) -> Forward | None:
+    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap Conv2d (see
+    :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
+    if (not isinstance(module, nn.Conv2d) or module.groups != 1
+            or type(module)._conv_forward is not nn.Conv2d._conv_forward  # e.g. SAME padding
+            or module.padding_mode != "zeros" or isinstance(module.padding, str)
+            or module.weight[0].numel() > IM2COL_MAX_TAPS):
+        return None
+    kernel, stride = module.kernel_size, module.stride
+    padding, dilation = module.padding, module.dilation
+
+    def forward(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        n, _, h, wd = a.shape
+        ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        wo = (wd + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        cols = F.unfold(a, kernel, dilation, padding, stride)  # [N, taps, ho·wo]
+        z = (w.reshape(w.shape[0], -1) @ cols).view(n, w.shape[0], ho, wo)
+        return z if b is None else z + b.view(1, -1, 1, 1)
+
+    return forward
 
 
 def linear_op(module: nn.Module, native: Tensor | None) -> AffineOp:
     """Conv1d/2d/3d or Linear."""
     return AffineOp(_linear_forward(module), module.weight.detach(), _detach(module.bias),
-                    native)
+                    native, recompute=_im2col_forward(module) is not None)
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
@@ -82,7 +118,8 @@ def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineO
     w = layer.weight.detach()
     weight = w * scale.view(-1, *([1] * (w.dim() - 1)))
     bias = shift if layer.bias is None else layer.bias.detach() * scale + shift
-    return AffineOp(_linear_forward(layer), weight, bias, native)
+    return AffineOp(_linear_forward(layer), weight, bias, native,
+                    recompute=_im2col_forward(layer) is not None)
 
 
 def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:

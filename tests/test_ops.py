@@ -1,0 +1,53 @@
+"""The relevance pass's functional forwards (``lrp_engine.ops``) equal the layers' own."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, linear_op
+
+
+@pytest.mark.parametrize("cin,k,stride,padding,dilation,bias", [
+    (1, 5, 1, 0, 1, True),     # LeNet's first layer
+    (3, 3, 1, 1, 1, True),     # VGG-16's first layer
+    (3, 3, 2, 1, 1, False),    # a strided stem without bias
+    (2, (3, 5), (2, 1), (0, 2), (2, 1), True),  # rectangular, dilated
+])
+def test_im2col_forward_equals_conv2d(cin, k, stride, padding, dilation, bias) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, 7, k, stride=stride, padding=padding, dilation=dilation,
+                     bias=bias).double()
+    fn = _im2col_forward(conv)
+    assert fn is not None
+    x = torch.randn(4, cin, 19, 23, dtype=torch.double, requires_grad=True)
+    z_ref = conv(x)
+    z = fn(x, conv.weight.detach(), None if conv.bias is None else conv.bias.detach())
+    torch.testing.assert_close(z, z_ref)
+    g = torch.randn_like(z)
+    (gx,) = torch.autograd.grad(z, x, g)
+    (gx_ref,) = torch.autograd.grad(z_ref, x, g)
+    torch.testing.assert_close(gx, gx_ref)
+
+
+def test_im2col_only_for_plain_few_tap_convs() -> None:
+    many = nn.Conv2d(IM2COL_MAX_TAPS, 4, 3)           # too many taps: oneDNN is faster
+    grouped = nn.Conv2d(2, 4, 3, groups=2)
+    reflect = nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect")
+    same = nn.Conv2d(1, 4, 3, padding="same")
+
+    class OwnForward(nn.Conv2d):  # e.g. TensorFlow SAME padding inside _conv_forward
+        def _conv_forward(self, input, weight, bias):  # noqa: A002 - torch's signature
+            return super()._conv_forward(nn.functional.pad(input, (1, 1, 1, 1)), weight, bias)
+
+    for conv in (many, grouped, reflect, same, OwnForward(1, 4, 3)):
+        assert _im2col_forward(conv) is None, conv
+
+
+def test_im2col_layer_is_recomputed() -> None:
+    """Only a few-tap layer asks the relevance pass to recompute it with the im2col forward
+    (whose gradient is the relevance pass's hot spot)."""
+    few, many = nn.Conv2d(1, 4, 5), nn.Conv2d(8, 4, 5)
+    assert linear_op(few, few(torch.randn(1, 1, 9, 9))).recompute
+    assert not linear_op(many, many(torch.randn(1, 8, 9, 9))).recompute

@@ -71,15 +71,17 @@ with col_out:
                                        image=x[0, 0] if overlay else None, height=320),
                     config=PLOT, key="gxi_heatmap")
 
-tab_classes, tab_cons, tab_probs = st.tabs(["All classes", "Conservation", "Probabilities"])
-with tab_classes:
+
+def all_classes() -> None:
     maps = compute.class_maps(model, mid, x, choice, **BOUNDS)
     st.plotly_chart(viz.panels_figure(list(maps), [f"class {k}" for k in range(len(maps))],
                                       scale="shared", height=170),
                     config=PLOT, key="class_maps")
     st.caption("One colour scale for all ten maps: the predicted class usually carries the "
                "most positive relevance; other classes show what speaks against them.")
-with tab_cons:
+
+
+def conservation() -> None:
     rep = a.conservation
     st.plotly_chart(viz.conservation_figure(rep), config=PLOT, key="conservation")
     st.markdown(f"Output score **{rep.output_score:.4g}**, relevance at the input "
@@ -87,9 +89,21 @@ with tab_cons:
                 f"{100 * rep.relative_error:.2f} %).")
     for line in rep.reasons():
         st.caption(line)
-with tab_probs:
+
+
+def probabilities() -> None:
     st.plotly_chart(viz.probability_figure(a.probs, meta["classes"], highlight=a.prediction),
                     config=PLOT, key="probs")
+
+
+# only the open tab is computed and drawn: a rule change redraws three charts, not five
+views = {"All classes": all_classes, "Conservation": conservation,
+         "Probabilities": probabilities}
+for tab, draw in zip(st.tabs(list(views), key="digit_views", on_change="rerun"),
+                     views.values(), strict=True):
+    if tab.open:
+        with tab:
+            draw()
 
 # -- B-LRP -----------------------------------------------------------------------------------
 st.subheader("B-LRP: how certain is the heatmap?")

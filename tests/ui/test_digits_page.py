@@ -69,6 +69,27 @@ def test_drawn_seven_is_explained(at: AppTest) -> None:
     assert len(ten["data"]) == 10
 
 
+
+def test_only_the_open_view_tab_is_drawn(at: AppTest) -> None:
+    """The tabs rerun on a switch and draw only the open view (fewer charts per rerun)."""
+    at.radio(key="digit_source").set_value("Held-out digit").run()
+
+    def keys() -> set[str]:
+        return {c.proto.id for c in at.get("plotly_chart")}
+
+    assert any("class_maps" in k for k in keys())
+    assert not any("conservation" in k for k in keys())
+    at.session_state["digit_views"] = "Conservation"
+    at.run()
+    assert not at.exception
+    assert any("conservation" in k for k in keys())
+    assert not any("class_maps" in k for k in keys())
+    assert any("relative difference" in m.value for m in at.markdown)
+    at.session_state["digit_views"] = "Probabilities"
+    at.run()
+    probs = _spec(at, "probs")
+    assert abs(sum(probs["data"][0]["y"]) - 1) < 1e-3
+
 def test_preset_and_rule_edits_change_the_heatmap(at: AppTest) -> None:
     at.radio(key="digit_source").set_value("Held-out digit").run()
     before = _z(_spec(at, "lrp_heatmap"))

@@ -30,6 +30,8 @@ from torch import Tensor
 
 #: the largest decompressed NIfTI accepted (a gzip bomb guard), bytes
 MAX_NIFTI_BYTES = 1 << 30
+#: a non-square slice longer than this is shrunk before it is padded square (memory)
+MAX_PAD_SIDE = 2048
 AXIS_NAMES = ("sagittal", "coronal", "axial")
 
 
@@ -343,6 +345,11 @@ def scan_to_tensor(array: np.ndarray, size: int = 96, low_pct: float = 0.5,
     lo, hi = np.percentile(a, [low_pct, high_pct])
     a = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0).astype(np.float32)
     if pad_square and a.shape[0] != a.shape[1]:
+        if max(a.shape) > MAX_PAD_SIDE:  # shrink first: 1 000 × 25 000 padded is 2.5 GB
+            f = MAX_PAD_SIDE / max(a.shape)
+            small = (max(1, round(a.shape[0] * f)), max(1, round(a.shape[1] * f)))
+            a = F.interpolate(torch.from_numpy(np.ascontiguousarray(a))[None, None], size=small,
+                              mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
         n = max(a.shape)
         top, left = (n - a.shape[0]) // 2, (n - a.shape[1]) // 2
         a = np.pad(a, ((top, n - a.shape[0] - top), (left, n - a.shape[1] - left)))

@@ -346,3 +346,48 @@ def assert_no_exception(page: Any) -> None:
     """No ``st.exception`` box (an uncaught error in a page) on the page."""
     texts = exceptions_text(page)
     assert not texts, "the app shows an exception:\n" + "\n---\n".join(texts)
+
+
+# --- uploads, alerts and downloads --------------------------------------------------------
+
+ALERT_ERROR = '[data-testid="stAlertContentError"]'
+
+
+def upload_file(page: Any, label: str, name: str, data: bytes,
+                mime: str = "application/octet-stream", start_ms: float = 15_000,
+                timeout_ms: float = 180_000) -> None:
+    """Choose the file ``name`` (contents ``data``) in the ``st.file_uploader`` labelled
+    ``label`` (main area or sidebar) and wait for the script run the upload triggers.
+    ``start_ms`` is generous: the file goes to the server before the run starts."""
+    box = widget(page, "stFileUploader", label)
+    arm_rerun(page)
+    box.locator('input[type="file"]').set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data})
+    wait_rerun(page, start_ms, timeout_ms)
+
+
+def error_texts(page: Any) -> list[str]:
+    """Texts of the ``st.error`` boxes on the page (empty when there are none)."""
+    loc = page.locator(ALERT_ERROR)
+    return [str(loc.nth(i).inner_text()).strip() for i in range(loc.count())]
+
+
+def wait_error(page: Any, text: str, timeout_ms: float = 60_000) -> str:
+    """Wait until an ``st.error`` box containing ``text`` shows and the app is idle; returns
+    the box's text."""
+    box = page.locator(ALERT_ERROR).filter(has_text=text).first
+    box.wait_for(state="visible", timeout=timeout_ms)
+    wait_idle(page, timeout_ms)
+    return str(box.inner_text()).strip()
+
+
+def download(page: Any, button: str, directory: Path, timeout_ms: float = 60_000) -> bytes:
+    """Click the ``st.download_button`` labelled ``button``, save the file it downloads
+    into ``directory`` under its suggested name and return its bytes."""
+    btn = page.locator('[data-testid="stDownloadButton"]').get_by_role("button", name=button)
+    with page.expect_download(timeout=timeout_ms) as info:
+        btn.click()
+    dl = info.value
+    path = Path(directory) / dl.suggested_filename
+    dl.save_as(str(path))
+    return path.read_bytes()

@@ -258,6 +258,7 @@ def bad_checkpoints(marker: str) -> dict[str, bytes]:
         "nan_weights.pt": torch_bytes(nan),
         "bad_header.safetensors": st[:8] + b"{not json" + st[17:],
         "truncated.safetensors": st[: 8 + n // 2],
+        "not_really.safetensors": b"\x00\x13\x37" + bytes(range(256)),
     }
 
 

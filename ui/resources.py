@@ -77,15 +77,18 @@ def imagenet_model(arch: str, path: str | None = None) -> nn.Module:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def user_checkpoint(_data: bytes, digest: str, arch: str, num_classes: int | None,
-                    class_names: tuple[str, ...] | None) -> LoadedModel:
+                    class_names: tuple[str, ...] | None, _filename: str = "") -> LoadedModel:
     """An uploaded checkpoint loaded into ``arch`` (safe loading, see
     :func:`lrp_engine.checkpoints.load_checkpoint`), on :func:`device`. ``digest`` (sha256
-    of ``_data``) is the cache key, so a large file is not hashed on every rerun. Raises
-    :class:`lrp_engine.checkpoints.CheckpointError` (not cached)."""
+    of ``_data``) is the cache key, so a large file is not hashed on every rerun;
+    ``_filename`` (the upload's name) only words the messages, e.g. for a ``.safetensors``
+    file that is not one. Raises :class:`lrp_engine.checkpoints.CheckpointError` (not
+    cached)."""
     from lrp_engine.checkpoints import load_checkpoint
 
     loaded = load_checkpoint(_data, arch, num_classes,
-                             None if class_names is None else list(class_names))
+                             None if class_names is None else list(class_names),
+                             filename=_filename)
     loaded.model = loaded.model.to(device()).eval()
     return loaded
 

@@ -249,7 +249,7 @@ def checkpoint_input(ns: str, default_arch: str = "vgg16") -> ModelChoice | None
         return None
     try:
         with st.spinner("Reading the checkpoint…"):
-            loaded: LoadedModel = resources.user_checkpoint(up.data, *args)
+            loaded: LoadedModel = resources.user_checkpoint(up.data, *args, up.name)
     except CheckpointError as e:
         errors[args] = msg = f"{plain(up.name)}: {plain(e)}"
         while len(errors) > 8:

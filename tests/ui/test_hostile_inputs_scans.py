@@ -72,7 +72,8 @@ CHECKPOINT_WORDS = {"empty.pt": "the file is empty", "random.pt": "unknown kind"
                     "single_tensor.pt": "single tensor", "other_arch.pt": "missing key",
                     "wrong_shapes.pt": "wrong shape", "nan_weights.pt": "NaN or infinite",
                     "bad_header.safetensors": "not valid JSON",
-                    "truncated.safetensors": "truncated"}
+                    "truncated.safetensors": "truncated",
+                    "not_really.safetensors": "broken safetensors file"}
 GOOD_CHECKPOINT = "good_lenet.pt"
 NAMES_WORDS = {"latin1_bad.txt": "not UTF-8", "blank_bad.txt": "empty",
                "count_bad.txt": "2 class names", "huge_bad.txt": "at most 100000"}

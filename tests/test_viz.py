@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from lrp_engine import viz
+from tests.plotly_arrays import values
 
 maps = arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 12)),
               elements=st.floats(allow_nan=True, allow_infinity=True, width=64))
@@ -106,7 +107,8 @@ def test_panels_figure_values_and_scales():
     fig = viz.panels_figure([a, b], ["A", "B"], image=np.array([[0.0, 1.0]]))
     spec = json.loads(fig.to_json())
     assert [t["type"] for t in spec["data"]] == ["heatmap"] * 3
-    assert spec["data"][1]["z"] == [[1.0, -3.0]] and spec["data"][1]["zmax"] == 3.0
+    assert values(spec["data"][1]["z"]).tolist() == [[1.0, -3.0]]  # a typed array in JSON
+    assert spec["data"][1]["zmax"] == 3.0
     assert spec["data"][2]["zmax"] == 0.5  # per-panel range
     assert [ann["text"] for ann in spec["layout"]["annotations"]] == ["input", "A", "B"]
     assert spec["data"][2]["xaxis"] == "x3" and spec["layout"]["xaxis3"]["scaleanchor"] == "y3"

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.plotly_arrays import values
 from ui.state import CANVAS_IMAGE
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "digits.py")
@@ -36,7 +37,7 @@ def _spec(at: AppTest, key: str) -> dict:
 
 
 def _z(spec: dict, trace: int = -1) -> np.ndarray:
-    z = np.array(spec["data"][trace]["z"], dtype=float)
+    z = values(spec["data"][trace]["z"])
     assert np.isfinite(z).all()
     return z
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from tests.plotly_arrays import values
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
@@ -21,7 +23,7 @@ def test_home_explains_lrp_and_shows_a_real_teaser() -> None:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t["name"] for t in spec["data"]]
     assert names[0] == "input" and names[2:] == ["B-LRP α = 5", "B-LRP α = 95"]
-    p5, p95 = (np.array(spec["data"][i]["z"], float) for i in (2, 3))
+    p5, p95 = (values(spec["data"][i]["z"]) for i in (2, 3))
     assert (p5 <= p95 + 1e-4).all() and np.abs(p95).max() > 0
     links = [e.proto.label for e in at.get("page_link")]
     assert any("Digits" in label for label in links)

@@ -32,6 +32,7 @@ from tests.hostile_files import (
     odd_files,
     odd_scans,
 )
+from tests.plotly_arrays import values
 from ui.scan_input import (
     CHECKPOINT_UPLOAD,
     CLASS_NAMES_UPLOAD,
@@ -102,7 +103,7 @@ def _spec(at: AppTest, key: str) -> dict:
 def _relevance(at: AppTest, key: str) -> np.ndarray:
     """The relevance of chart ``key`` (its last heatmap trace): finite, not all zero."""
     heat = [d for d in _spec(at, key)["data"] if d["type"] == "heatmap"]
-    z = np.array(heat[-1]["z"], dtype=float)
+    z = values(heat[-1]["z"])
     assert np.isfinite(z).all() and np.abs(z).max() > 0
     return z
 
@@ -225,7 +226,7 @@ def test_odd_picture_as_scan_is_read(scan_at: AppTest, name: str) -> None:
     _put(scan_at, SCAN_UPLOAD, name, {**bad_files(), **odd_files()}[name])
     _ok(scan_at)
     assert not scan_at.error, [e.value for e in scan_at.error]
-    z = np.array(_spec(scan_at, "mri_overlay")["data"][-1]["z"], dtype=float)
+    z = values(_spec(scan_at, "mri_overlay")["data"][-1]["z"])
     assert z.shape == (96, 96) and np.isfinite(z).all()  # a blank scan may explain as 0
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from lrp_engine.models import zoo
+from tests.plotly_arrays import values
 from ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def _spec(at: AppTest, key: str) -> dict:
 
 
 def _z(spec: dict, trace: int = -1) -> np.ndarray:
-    z = np.array(spec["data"][trace]["z"], dtype=float)
+    z = values(spec["data"][trace]["z"])
     assert np.isfinite(z).all()
     return z
 
@@ -132,7 +133,7 @@ def test_user_checkpoint_with_class_names_shown_as_text(at: AppTest) -> None:
     _ok(at)
     panels = _spec(at, "img_blrp_panels")
     assert len(panels["data"]) == 1 + 1 + 3  # photo, standard LRP, α = 5, 50, 95
-    assert all(np.isfinite(np.array(d["z"], dtype=float)).all() for d in panels["data"])
+    assert all(np.isfinite(values(d["z"])).all() for d in panels["data"])
     at.run()
     _ok(at)
     assert _spec(at, "img_blrp_stats")

@@ -15,6 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from lrp_engine.mri_demo import CLASS_NAMES, held_out_set
+from tests.plotly_arrays import values
 from ui import report
 from ui.scan_input import SCAN_UPLOAD
 
@@ -33,7 +34,7 @@ def _spec(at: AppTest, key: str) -> dict:
 def _relevance(spec: dict) -> np.ndarray:
     """The relevance trace (the second heatmap: the first is the scan)."""
     heat = [d for d in spec["data"] if d["type"] == "heatmap"]
-    z = np.array(heat[-1]["z"], dtype=float)
+    z = values(heat[-1]["z"])
     assert np.isfinite(z).all()
     return z
 
@@ -132,7 +133,7 @@ def test_demo_slice_prediction_overlay_localisation_and_report(at: AppTest) -> N
     at.number_input(key="mri_blrp_samples").set_value(20)
     at.button(key="mri_blrp_run").click().run()
     _ok(at)
-    certainty = np.array(_spec(at, "mri_blrp_certainty")["data"][1]["z"], dtype=float)
+    certainty = values(_spec(at, "mri_blrp_certainty")["data"][1]["z"])
     assert certainty.shape == (96, 96) and 0 <= certainty.min() <= certainty.max() <= 1
     assert _report(at).width > img.width  # the certainty map joined the report
 

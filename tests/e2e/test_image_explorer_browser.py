@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,10 @@ def top5_classes(page: Any) -> list[str]:
     table = page.locator('[data-testid="stDataFrame"]').first
     table.wait_for(state="visible")
     cells = table.locator('[data-testid^="glide-cell-0-"]')
+    # the grid paints on a canvas and fills its accessible cells a moment later
+    deadline = time.monotonic() + 30
+    while cells.count() < 5 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
     return [str(cells.nth(i).text_content() or "").strip() for i in range(cells.count())]
 
 

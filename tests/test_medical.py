@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import tempfile
 
 import numpy as np
@@ -13,9 +12,7 @@ import torch
 pydicom = pytest.importorskip("pydicom")
 nib = pytest.importorskip("nibabel")
 
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.encaps import encapsulate  # noqa: E402
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless, generate_uid  # noqa: E402
+from pydicom.uid import UID, JPEGLSLossless  # noqa: E402
 
 from lrp_engine.medical import (  # noqa: E402
     ScanLoadError,
@@ -25,42 +22,9 @@ from lrp_engine.medical import (  # noqa: E402
     volume_slice,
     window,
 )
+from tests.hostile_files import dicom_bytes  # noqa: E402
 
-
-def make_dicom(pixels: np.ndarray | None, syntax: UID = ExplicitVRLittleEndian,
-               photometric: str = "MONOCHROME2", frames: int = 1, **tags: object) -> bytes:
-    """A small MR image written to bytes (no disk). ``pixels`` None: no pixel data."""
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = syntax
-    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.4")  # MR Image Storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "12345"
-    if pixels is not None:
-        ds.Rows, ds.Columns = pixels.shape[-2:]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = photometric
-        ds.BitsAllocated = ds.BitsStored = pixels.dtype.itemsize * 8
-        ds.HighBit = ds.BitsStored - 1
-        ds.PixelRepresentation = 1 if pixels.dtype.kind == "i" else 0
-        if frames > 1:
-            ds.NumberOfFrames = frames
-        if syntax == ExplicitVRLittleEndian:
-            ds.PixelData = pixels.tobytes()
-        else:  # compressed: encapsulated fragments (contents need not decode)
-            ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + bytes(32)])
-            ds["PixelData"].VR = "OB"
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    buf = io.BytesIO()
-    private = {} if syntax.is_transfer_syntax else {"implicit_vr": False, "little_endian": True}
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True, **private)
-    return buf.getvalue()
+make_dicom = dicom_bytes  # the corpus's DICOM writer (tests/hostile_files.py)
 
 
 def make_nifti(data: np.ndarray, affine: np.ndarray | None = None, gz: bool = False) -> bytes:

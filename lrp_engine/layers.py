@@ -144,8 +144,11 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
     seen: set[str] = set()
     names = {m: n for n, m in model.named_modules()}
     errors: list[str] = []
+    prober = threading.get_ident()
 
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        if threading.get_ident() != prober:  # another thread's forward through the same
+            return  # (shared) model while we probe: not ours to record
         name = names.get(module, "?")
         has_children = next(module.children(), None) is not None
         if has_children:

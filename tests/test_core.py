@@ -250,6 +250,37 @@ def test_concurrent_passes_on_one_shared_model_do_not_interfere() -> None:
     assert not failures
 
 
+
+def test_layer_probe_ignores_other_threads_forwards() -> None:
+    """Probing a model's layers (once per model and input shape, then cached) while another
+    session's thread runs the same model must record only the probe's own forward: a
+    recorded foreign call made the table start at a later layer, and every later pass on
+    that model then failed (seen under the 20-session load test)."""
+    from lrp_engine.layers import _probe
+
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 5)).eval()
+    x = torch.randn(1, 1, 16, 16)
+    want = [(info.name, info.in_shape) for info in _probe(model, x)]
+    stop = threading.Event()
+
+    def busy() -> None:
+        other = torch.randn(3, 1, 16, 16)
+        with torch.no_grad():
+            while not stop.is_set():
+                model(other)
+
+    t = threading.Thread(target=busy)
+    t.start()
+    try:
+        tables = [[(info.name, info.in_shape) for info in _probe(model, x)]
+                  for _ in range(300)]
+    finally:
+        stop.set()
+        t.join()
+    assert all(table == want for table in tables)
+
 def test_presets_run_and_are_documented() -> None:
     torch.manual_seed(6)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3),

@@ -96,6 +96,28 @@ CALM_JS = """(() => {
   };
   if (document.head) add(); else document.addEventListener('DOMContentLoaded', add);
 })()"""
+#: run in every page before the app: counts the websocket's opens, closes and incoming
+#: messages (window.__lrpWs). The page's script-state attribute can miss a fast rerun (the
+#: frontend may apply "running" and "not running" in one render); a message from the server
+#: after an action cannot be missed. Reconnections show in the error details.
+WS_WATCH_JS = """(() => {
+  const Native = window.WebSocket;
+  if (!Native || Native.__lrpWrapped) return;
+  const ws = window.__lrpWs = {opens: 0, closes: 0, msgs: 0, last: 0};
+  class Watched extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('open', () => { ws.opens++; });
+      this.addEventListener('close', () => { ws.closes++; });
+      this.addEventListener('message', () => { ws.msgs++; ws.last = performance.now(); });
+    }
+  }
+  Watched.__lrpWrapped = true;
+  window.WebSocket = Watched;
+})()"""
+#: ms without a message from the server after which its answer to an action counts as
+#: complete, when the script-state attribute did not show the run
+QUIET_MS = 250
 KINDS = ("digit", "rule", "blrp")
 GB = 1e9
 
@@ -241,20 +263,24 @@ def expected_digits(model_id: str = "lenet") -> Expected:
 #: event
 ARM_JS = """() => {
   window.__lrpRan = false; window.__lrpT0 = null; window.__lrpRun0 = null;
-  window.__lrpRun1 = null;
+  window.__lrpRun1 = null; window.__lrpMsgs0 = (window.__lrpWs || {msgs: 0}).msgs;
   if (window.__lrpObs) window.__lrpObs.disconnect();
   // the whole body, not one stApp element: one re-rendered in its place must not go unseen
-  window.__lrpObs = new MutationObserver(() => {
+  // a fast run can flip running -> notRunning before the callback runs: the records' old
+  // values still show it
+  window.__lrpObs = new MutationObserver((records) => {
+    const key = 'data-test-script-state';
+    const ran = records.some(r => r.oldValue === 'running'
+                                  || r.target.getAttribute(key) === 'running');
+    if (ran && window.__lrpRun0 === null) window.__lrpRun0 = performance.now();
+    window.__lrpRan = window.__lrpRan || ran;
     const app = document.querySelector('[data-testid="stApp"]');
-    const state = app && app.getAttribute('data-test-script-state');
-    if (state === 'running') {
-      window.__lrpRan = true;
-      if (window.__lrpRun0 === null) window.__lrpRun0 = performance.now();
-    } else if (state === 'notRunning' && window.__lrpRan) {
+    if (window.__lrpRan && app && app.getAttribute(key) === 'notRunning') {
       window.__lrpRun1 = performance.now();
     }
   });
   window.__lrpObs.observe(document.body, {attributes: true, subtree: true,
+                                          attributeOldValue: true,
                                           attributeFilter: ['data-test-script-state']});
   if (!window.__lrpListening) {
     window.__lrpListening = true;
@@ -292,9 +318,11 @@ _ALPHA_INDEX_JS = """() => {
 #: come); else false
 DONE_JS = """([pick, before]) => {
   const app = document.querySelector('[data-testid="stApp"]');
-  if (!window.__lrpRan || !app || app.getAttribute('data-test-script-state') !== 'notRunning') {
-    return false;
-  }
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  const ws = window.__lrpWs || {msgs: 0, last: 0};
+  const answered = ws.msgs > window.__lrpMsgs0 && performance.now() - ws.last > """ + str(
+    QUIET_MS) + """;
+  if (!window.__lrpRan && !answered) return false;
   const failed = (""" + _FAILED_JS + """)();
   if (failed) return failed;
   const idx = pick === 'alpha' ? (""" + _ALPHA_INDEX_JS + """)() : pick;
@@ -549,6 +577,7 @@ class Session:
         self.context = await self.browser.new_context(viewport=VIEWPORT,
                                                       reduced_motion="reduce")
         await self.context.add_init_script(CALM_JS)
+        await self.context.add_init_script(WS_WATCH_JS)
         self.context.set_default_timeout(ACTION_TIMEOUT_S * 1000)
         self.page = await self.context.new_page()
         self.crashed = False
@@ -592,13 +621,17 @@ class Session:
         """A short account of the page for error messages (never raises)."""
         try:
             snap = await asyncio.wait_for(self.page.evaluate(SNAPSHOT_JS), 10)
-            state = await asyncio.wait_for(self.page.evaluate(
-                "() => (document.querySelector('[data-testid=\"stApp\"]') || {})"
-                ".getAttribute?.('data-test-script-state') || null"), 10)
+            state, ran, ws, since = await asyncio.wait_for(self.page.evaluate(
+                "() => [(document.querySelector('[data-testid=\"stApp\"]') || {})"
+                ".getAttribute?.('data-test-script-state') || null, !!window.__lrpRan, "
+                "window.__lrpWs || {}, (window.__lrpWs || {}).msgs - window.__lrpMsgs0]"), 10)
         except Exception as e:  # noqa: BLE001 - the page is not answering
             return f"not answering ({type(e).__name__})"
-        return (f"script {state}, {snap['charts']} charts, caption {snap['caption']!r}, "
-                f"exceptions {len(snap['exceptions'])}, crashed {self.crashed}")
+        return (f"script {state} (a run seen: {ran}; {since} messages from the server since "
+                f"the action; websocket opened {ws.get('opens')}x, closed "
+                f"{ws.get('closes')}x), {snap['charts']} charts, caption "
+                f"{snap['caption']!r}, exceptions {len(snap['exceptions'])}, crashed "
+                f"{self.crashed}")
 
     def _on_crash(self, _page: Any) -> None:
         self.crashed = True
@@ -656,7 +689,12 @@ class Session:
         await self.page.get_by_role("option", name=option, exact=True).click()
 
     async def run_blrp(self) -> None:
-        await self.page.get_by_role("button", name="Run B-LRP").click()
+        """Press "Run B-LRP" with the keyboard (focus, Enter): a mouse click goes to where
+        the button was, and on a loaded machine the plotly charts above it may still move
+        it (a click then lands on nothing and the app never hears of it)."""
+        button = self.page.get_by_role("button", name="Run B-LRP")
+        await button.focus()
+        await self.page.keyboard.press("Enter")
         self.blrp = True
 
     # -- timing and checks -------------------------------------------------------------------
@@ -722,7 +760,7 @@ class Session:
                 return ActionError(failed, f"{detail}; page shows: {texts[0][:300]}")
         if not snap["charts"]:
             return ActionError("missing heatmap", detail)
-        return ActionError("timeout", detail)
+        return ActionError("timeout", f"{detail}; page: {await self._describe()}")
 
     def mismatches(self, snap: dict[str, Any]) -> list[str]:
         """What the page shows that is not this session's digit, rules or results."""

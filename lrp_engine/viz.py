@@ -11,11 +11,13 @@ non-finite entries are treated as 0 and an all-zero map stays all zero (the seed
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 
@@ -207,23 +209,41 @@ def _grid(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def _figure(data: Sequence[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """A figure from our own trace and layout dicts, without plotly's per-property
+    validators (~10 ms for a 10-panel row, paid on every rerun of a page, and again as
+    CPU stolen from the browser beside it). Every figure this module builds is validated
+    by the tests (``tests/test_viz.py``), so a typo still fails there, not in a browser."""
+    return go.Figure(data=list(data), layout=layout, _validate=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _named_colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    return tuple((float(v), c) for v, c in plotly.colors.get_colorscale(name))
+
+
+def _colorscale(cs: Any) -> Any:
+    """A colour scale as [[position, colour], …]: a name (``"Greys"``, ``"RdBu_r"``) is
+    resolved here as plotly's validator would (plotly.js knows no ``_r`` names)."""
+    return [list(p) for p in _named_colorscale(cs)] if isinstance(cs, str) else cs
+
+
 def _heatmap_trace(r: np.ndarray, m: float, name: str, showscale: bool,
-                   colorscale: Any = None, colorbar_x: float | None = None) -> go.Heatmap:
+                   colorscale: Any = None, colorbar_x: float | None = None) -> dict[str, Any]:
     m = m if m > 0 else 1.0  # an all-zero map: any symmetric range draws it white
     bar = {"thickness": 12, "len": 0.9}
     if colorbar_x is not None:
         bar["x"] = colorbar_x
-    return go.Heatmap(z=_grid(r), zmin=-m, zmax=m, zmid=0.0, name=name,
-                      colorscale=colorscale or SEISMIC_COLORSCALE, showscale=showscale,
-                      colorbar=bar, hovertemplate="x=%{x}, y=%{y}<br>R=%{z:.4g}<extra>"
-                      + name + "</extra>")
+    return {"type": "heatmap", "z": _grid(r), "zmin": -m, "zmax": m, "zmid": 0.0,
+            "name": name, "colorscale": _colorscale(colorscale or SEISMIC_COLORSCALE),
+            "showscale": showscale, "colorbar": bar,
+            "hovertemplate": "x=%{x}, y=%{y}<br>R=%{z:.4g}<extra>" + name + "</extra>"}
 
 
-def _grey_trace(image: np.ndarray, name: str = "input") -> go.Heatmap:
-    return go.Heatmap(z=_grid(image), colorscale="Greys", reversescale=True,
-                      showscale=False, name=name,
-                      hovertemplate="x=%{x}, y=%{y}<br>pixel=%{z:.3g}<extra>" + name
-                      + "</extra>")
+def _grey_trace(image: np.ndarray, name: str = "input") -> dict[str, Any]:
+    return {"type": "heatmap", "z": _grid(image), "colorscale": _colorscale("Greys"),
+            "reversescale": True, "showscale": False, "name": name,
+            "hovertemplate": "x=%{x}, y=%{y}<br>pixel=%{z:.3g}<extra>" + name + "</extra>"}
 
 
 def heatmap_figure(r: Any, title: str | None = None, image: Any = None,
@@ -239,7 +259,7 @@ def heatmap_figure(r: Any, title: str | None = None, image: Any = None,
                   _heatmap_trace(a, m, "relevance", True, overlay_colorscale(opacity))]
     else:
         traces = [_heatmap_trace(a, m, "relevance", True)]
-    return go.Figure(data=traces, layout={
+    return _figure(traces, {
         **_square_axes(), "title": {"text": title} if title else None, "height": height,
         "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
         "plot_bgcolor": "white"})
@@ -282,7 +302,7 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
     if len(titles) != len(arrays):
         raise ValueError(f"{len(arrays)} maps but {len(titles)} titles")
     all_titles = ([image_title] if image is not None else []) + list(titles)
-    traces: list[go.Heatmap] = []
+    traces: list[dict[str, Any]] = []
     if image is not None:
         traces.append(_grey_trace(grey_unit(image), image_title))
     shared = max((max_abs(a) for a in arrays), default=0.0)
@@ -290,10 +310,11 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
         cs = colorscales[i] if colorscales is not None else None
         rng = ranges[i] if ranges is not None else None
         if rng is not None:
-            tr = go.Heatmap(z=_grid(a), zmin=rng[0], zmax=rng[1], colorscale=cs or "Viridis",
-                            showscale=False, name=titles[i],
-                            hovertemplate="x=%{x}, y=%{y}<br>%{z:.4g}<extra>" + titles[i]
-                            + "</extra>")
+            tr = {"type": "heatmap", "z": _grid(a), "zmin": rng[0], "zmax": rng[1],
+                  "colorscale": _colorscale(cs or "Viridis"), "showscale": False,
+                  "name": titles[i],
+                  "hovertemplate": "x=%{x}, y=%{y}<br>%{z:.4g}<extra>" + titles[i]
+                  + "</extra>"}
         else:
             m = shared if scale == "shared" else max_abs(a)
             tr = _heatmap_trace(a, m, titles[i], False, cs)
@@ -304,7 +325,7 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
     layout = _row_layout(all_titles)
     layout.update(height=height, margin={"l": 5, "r": 5, "t": 30, "b": 5},
                   plot_bgcolor="white", showlegend=False)
-    return go.Figure(data=traces, layout=layout)
+    return _figure(traces, layout)
 
 
 def blrp_stats_figure(mean: Any, std: Any, agreement: Any, height: int = 230) -> go.Figure:
@@ -322,12 +343,14 @@ def probability_figure(probs: Sequence[float], classes: Sequence[str] | None = N
     p = np.nan_to_num(np.asarray(probs, dtype=np.float64).reshape(-1))
     labels = list(classes) if classes is not None else [str(i) for i in range(len(p))]
     colours = ["#d62728" if i == highlight else "#1f77b4" for i in range(len(p))]
-    fig = go.Figure(go.Bar(x=labels, y=np.round(p, 6).tolist(), marker_color=colours,
-                           hovertemplate="class %{x}: %{y:.2%}<extra></extra>"))
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      yaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-                      xaxis={"type": "category", "title": "class"}, plot_bgcolor="white")
-    return fig
+    return _figure([{"type": "bar", "x": labels, "y": np.round(p, 6).tolist(),
+                     "marker": {"color": colours},
+                     "hovertemplate": "class %{x}: %{y:.2%}<extra></extra>"}],
+                   {"height": height, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+                    "yaxis": {"range": [0, 1], "tickformat": ".0%",
+                              "title": {"text": "probability"}},
+                    "xaxis": {"type": "category", "title": {"text": "class"}},
+                    "plot_bgcolor": "white"})
 
 
 def conservation_figure(report: Any, height: int = 300) -> go.Figure:

@@ -164,3 +164,35 @@ def test_mosaic_indices():
     big, idx = viz.mosaic(np.ones((3, 2, 2)), ncols=2)
     assert big.shape == (5, 5) and idx[0, 0] == 0 and idx[0, 3] == 1 and idx[3, 0] == 2
     assert np.isnan(big[2]).all() and idx[4, 4] == -1
+
+
+def _every_figure() -> dict[str, object]:
+    rng = np.random.default_rng(0)
+    r, img = rng.normal(size=(8, 8)), rng.random((8, 8))
+    return {
+        "heatmap": viz.heatmap_figure(r, "t"),
+        "heatmap overlay": viz.heatmap_figure(r, None, image=img),
+        "panels": viz.panels_figure([r, -r, np.zeros((8, 8))], ["a", "b", "c"], image=img,
+                                    scale="shared"),
+        "blrp stats": viz.blrp_stats_figure(r, np.abs(r), rng.random((8, 8))),
+        "probabilities": viz.probability_figure(rng.dirichlet(np.ones(10)), highlight=3),
+        "curves": viz.curves_figure([0, 50, 100], {"lrp": [3, 2, 1], "random": [3, 3, 2]}),
+        "tiles": viz.tiles_figure(rng.normal(size=(6, 5, 5)), ncols=3),
+    }
+
+
+@pytest.mark.parametrize("name", list(_every_figure()))
+def test_every_figure_passes_plotly_validation_unchanged(name: str) -> None:
+    """Figures are built without plotly's validators (speed); plotly's full validation
+    must accept each one and leave its JSON as it was."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    def spec(f: go.Figure) -> dict:
+        out = json.loads(pio.to_json(f, validate=False))
+        out["layout"] = {k: v for k, v in out["layout"].items() if v not in (None, {})}
+        return out
+
+    fig = _every_figure()[name]
+    validated = go.Figure(fig.to_dict())  # raises on an unknown property or a bad value
+    assert spec(validated) == spec(fig)

@@ -3,6 +3,8 @@ class, conservation and B-LRP."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 
 from lrp_engine import viz
@@ -137,14 +139,14 @@ else:
     st.caption(f"{b.n_samples} samples, class {b.target}; sign agreement 1 = every sampled "
                "network gives the pixel positive relevance, 0 = every one negative.")
 
-# -- downloads --------------------------------------------------------------------------------
+# -- downloads (made when clicked, not on every rerun) -----------------------------------------
 st.subheader("Downloads")
 d = st.columns(4)
-d[0].download_button("LRP heatmap (PNG)", viz.heatmap_png(a.relevance),
+d[0].download_button("LRP heatmap (PNG)", partial(viz.heatmap_png, a.relevance),
                      "lrp_heatmap.png", "image/png", on_click="ignore")
-d[1].download_button("LRP relevance (.npy)", viz.npy_bytes(a.relevance),
+d[1].download_button("LRP relevance (.npy)", partial(viz.npy_bytes, a.relevance),
                      "lrp_relevance.npy", "application/octet-stream", on_click="ignore")
-d[2].download_button("Gradient×Input (.npy)", viz.npy_bytes(a.gradient_x_input),
+d[2].download_button("Gradient×Input (.npy)", partial(viz.npy_bytes, a.gradient_x_input),
                      "gradient_x_input.npy", "application/octet-stream", on_click="ignore")
-d[3].download_button("Input (PNG)", viz.image_png(x[0, 0]), "input.png", "image/png",
+d[3].download_button("Input (PNG)", partial(viz.image_png, x[0, 0]), "input.png", "image/png",
                      on_click="ignore")

@@ -5,6 +5,7 @@ photo, Gradient×Input and B-LRP."""
 from __future__ import annotations
 
 import html
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -180,9 +181,9 @@ else:
 # -- downloads -------------------------------------------------------------------------------
 st.subheader("Downloads")
 d = st.columns(3)
-d[0].download_button("LRP heatmap (PNG)", viz.heatmap_png(a.relevance, scale=2),
+d[0].download_button("LRP heatmap (PNG)", partial(viz.heatmap_png, a.relevance, scale=2),
                      "lrp_heatmap.png", "image/png", on_click="ignore")
-d[1].download_button("LRP relevance (.npy)", viz.npy_bytes(a.relevance), "lrp_relevance.npy",
-                     "application/octet-stream", on_click="ignore")
-d[2].download_button("Gradient×Input (.npy)", viz.npy_bytes(a.gradient_x_input),
+d[1].download_button("LRP relevance (.npy)", partial(viz.npy_bytes, a.relevance),
+                     "lrp_relevance.npy", "application/octet-stream", on_click="ignore")
+d[2].download_button("Gradient×Input (.npy)", partial(viz.npy_bytes, a.gradient_x_input),
                      "gradient_x_input.npy", "application/octet-stream", on_click="ignore")

@@ -219,3 +219,35 @@ def test_deep_link_on_fresh_server_runs_app_navigation(browser: Any, tmp_path: P
                 f"mode for a 'pages/' folder next to the main script); navigation: {links}")
         finally:
             context.close()
+
+
+def test_downloads_match_the_heatmap_on_screen(page: Any, base_url: str,
+                                               tmp_path: Path) -> None:
+    """The download buttons make their files when clicked: the relevance .npy is the map
+    the LRP heatmap shows (its colour range is ±max|R|), the PNGs decode."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from .harness import download
+
+    open_digits(page, base_url)
+    pick_heldout(page)
+    page.locator(PLOTLY_CHART).first.wait_for(state="visible")
+    zmax = page.evaluate("""() => {
+      const gd = document.querySelectorAll('[data-testid="stPlotlyChart"]')[0]
+                         .querySelector('.js-plotly-plot');
+      return gd.data[gd.data.length - 1].zmax;
+    }""")
+    rel = np.load(io.BytesIO(download(page, "LRP relevance (.npy)", tmp_path)),
+                  allow_pickle=False)
+    assert np.isfinite(rel).all() and rel.ndim >= 2 and rel.shape[-1] == rel.shape[-2]
+    assert np.abs(rel).max() == pytest.approx(zmax, rel=1e-4)
+    gxi = np.load(io.BytesIO(download(page, "Gradient×Input (.npy)", tmp_path)),
+                  allow_pickle=False)
+    assert gxi.shape == rel.shape and not np.array_equal(gxi, rel)
+    for name in ("LRP heatmap (PNG)", "Input (PNG)"):
+        img = Image.open(io.BytesIO(download(page, name, tmp_path)))
+        assert img.format == "PNG" and img.width == img.height >= 32, (name, img.size)
+    assert_no_exception(page)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lrp_engine.digits import canvas_to_digit
+from lrp_engine.digits import DigitResult, canvas_to_digit
 from lrp_engine.io import ImageLoadError, image_to_digit, load_image
 
 from . import resources
@@ -41,9 +41,16 @@ def _canvas_rgba() -> np.ndarray | None:
         return None
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _canvas_digit(rgba: np.ndarray | None) -> DigitResult:
+    """``canvas_to_digit``, once per drawing: a settings change reruns the page with the
+    same 280×280 canvas (~10 ms of preprocessing saved per rerun)."""
+    return canvas_to_digit(rgba)
+
+
 def _from_canvas() -> tuple[CurrentDigit | None, str | None]:
     st.caption("Draw one digit, large, in the middle of the black square.")
-    res = canvas_to_digit(_canvas_rgba())
+    res = _canvas_digit(_canvas_rgba())
     if not res.ok:
         return None, res.reason
     if res.note:

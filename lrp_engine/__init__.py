@@ -31,7 +31,7 @@ from .core import (
     gradient_x_input,
     resolve_target,
 )
-from .layers import LayerInfo, LayerTable, UnsupportedLayerError, layer_table
+from .layers import LayerInfo, LayerTable, UnsupportedLayerError, layer_table, model_macs
 from .rule_spec import (
     RULE_LABELS,
     LayerRule,
@@ -63,7 +63,7 @@ __all__ = [
     "Explanation", "First", "Flat", "Gamma", "Last", "LayerInfo", "LayerRelevance",
     "LayerTable", "Pass", "RelevancePass", "Rule", "Selector", "UnsupportedLayerError",
     "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "conservation", "explain",
-    "get_composite", "gradient_x_input", "layer_table", "make_rule", "resolve_target",
+    "get_composite", "gradient_x_input", "layer_table", "make_rule", "model_macs", "resolve_target",
     "RULE_LABELS", "LayerRule", "composite_from_rows", "follow_globals", "rows_from_composite",
     "rule_from_row",
 ]

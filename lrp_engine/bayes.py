@@ -33,7 +33,7 @@ from .core import (
     input_shaped,
     resolve_target,
 )
-from .layers import LayerTable, layer_table
+from .layers import LayerTable, layer_table, model_macs
 
 DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
 
@@ -180,7 +180,7 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
     masks = dropout_masks(model, table, n_samples, seed, x.dtype, x.device)
     n = x.shape[0]
     if share_trunk == "auto":
-        share_trunk = _trunk_macs(model, table) * n >= SHARE_TRUNK_MIN_MACS
+        share_trunk = model_macs(model, table, stop_at_dropout=True) * n >= SHARE_TRUNK_MIN_MACS
     if share_trunk and masks:
         try:
             return _blrp_shared(model, x, table, comp, masks, target, n_samples, n, alphas,
@@ -193,21 +193,6 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
 
 #: trunk work (multiply-accumulates for the whole batch) above which sharing pays off
 SHARE_TRUNK_MIN_MACS = 20e6
-
-
-def _trunk_macs(model: nn.Module, table: LayerTable) -> float:
-    """Multiply-accumulates per image of the conv/linear layers before the first dropout."""
-    macs = 0.0
-    for info in table:
-        if info.role == "dropout":
-            break
-        if info.role == "linear":
-            w = model.get_submodule(info.name).weight
-            out = 1
-            for d in info.out_shape:
-                out *= d
-            macs += out * w[0].numel()
-    return macs
 
 
 def _input_relevance(x: Tensor, refs: list[Tensor], grads: Sequence[Tensor | None],

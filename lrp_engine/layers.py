@@ -122,6 +122,23 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
+def model_macs(model: nn.Module, table: LayerTable, stop_at_dropout: bool = False) -> float:
+    """Multiply-accumulates per image of the executed conv and linear layers (with
+    ``stop_at_dropout``: of those before the first dropout layer, the trunk B-LRP shares).
+    A size to choose how to compute (shared trunk, threads), not a timing."""
+    total = 0.0
+    for info in table:
+        if info.role == "dropout" and stop_at_dropout:
+            break
+        if info.role == "linear":
+            w = model.get_submodule(info.name).weight
+            out = 1
+            for d in info.out_shape:
+                out *= d
+            total += out * w[0].numel()
+    return total
+
+
 def layer_table(model: nn.Module, x: Tensor) -> LayerTable:
     """Probe ``model`` with ``x[:1]`` and describe its executed layers (cached).
 

@@ -11,7 +11,8 @@ class", which gives zero relevance everywhere).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,37 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
+#: below this much work per call (multiply-accumulates over the batch), a CPU computation
+#: runs on one intra-op thread. Its ops are short (LeNet: ~0.1 ms), and a second OpenMP
+#: thread then costs more than it saves: it waits at every op's barrier whenever the browser
+#: beside the server, or another session, holds the other core. Measured in the real
+#: browser on 2 cores (benchmarks/bench_ui_latency.py): a γ step 304 -> 226 ms, B-LRP of
+#: 100 LeNet samples (0.36 G) 454 -> 328 ms. Bigger work (VGG-16, EfficientNet B-LRP)
+#: keeps all threads, where each op is long enough to pay for the second one.
+ONE_THREAD_BELOW_MACS = 1e9
+
+
+@contextmanager
+def cpu_threads_for(model: nn.Module, x: torch.Tensor, batch: int = 1) -> Iterator[int]:
+    """Set this thread's torch intra-op threads for ``batch`` passes of ``model`` over an
+    input shaped like ``x`` (see :data:`ONE_THREAD_BELOW_MACS`); yields the number used and
+    restores the previous one. Per thread: other sessions' computations are untouched."""
+    before = torch.get_num_threads()
+    n = before
+    if x.device.type == "cpu" and before > 1:
+        try:
+            macs = le.model_macs(model, le.layer_table(model, x)) * batch
+        except Exception:  # noqa: BLE001 - the engine call itself will say what is wrong
+            macs = float("inf")
+        if macs < ONE_THREAD_BELOW_MACS:
+            n = 1
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def analyse(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
             target: TargetKey = "predicted", low: tuple[float, ...] | None = None,
@@ -84,12 +116,13 @@ def analyse(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice
     xt = _input(_model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
-    with torch.no_grad():
-        logits = _model(xt)
-    k = logits.shape[1]
-    t = _target(target, k, logits)
-    report = le.conservation(_model, xt, t, comp)
-    gxi = le.gradient_x_input(_model, xt, t)
+    with cpu_threads_for(_model, xt):
+        with torch.no_grad():
+            logits = _model(xt)
+        k = logits.shape[1]
+        t = _target(target, k, logits)
+        report = le.conservation(_model, xt, t, comp)
+        gxi = le.gradient_x_input(_model, xt, t)
     probs = torch.softmax(logits.float(), 1)[0]
     pred = int(probs.argmax())
     return Analysis(relevance=_np(report.explanation.relevance[0]),
@@ -107,9 +140,11 @@ def class_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleCho
     xt = _input(_model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
-    with torch.no_grad():
-        k = _model(xt).shape[1]
-    r = le.explain(_model, xt.expand(k, *xt.shape[1:]), torch.arange(k, device=xt.device), comp)
+    with cpu_threads_for(_model, xt, 10):
+        with torch.no_grad():
+            k = _model(xt).shape[1]
+        r = le.explain(_model, xt.expand(k, *xt.shape[1:]), torch.arange(k, device=xt.device),
+                       comp)
     return _np(r)
 
 
@@ -125,9 +160,10 @@ def compute_blrp(model: nn.Module, x: np.ndarray, choice: RuleChoice, n_samples:
                             None if high is None else torch.tensor(high))
     if target == "none":
         raise ValueError("B-LRP explains a class: choose 'predicted' or a class, not 'no class'")
-    res = le.blrp(model, xt, None if target == "predicted" else int(target), comp,
-                  n_samples=n_samples, alphas=tuple(alphas), seed=seed, chunk_size=chunk,
-                  progress=progress)
+    with cpu_threads_for(model, xt, n_samples):
+        res = le.blrp(model, xt, None if target == "predicted" else int(target), comp,
+                      n_samples=n_samples, alphas=tuple(alphas), seed=seed, chunk_size=chunk,
+                      progress=progress)
     return BLRPMaps(percentiles={a: _np(res.percentile(a)[0]) for a in res.alphas},
                     mean=_np(res.mean[0]), std=_np(res.std[0]),
                     agreement=_np(res.sign_agreement[0]), probs=_np(res.probabilities[0]),

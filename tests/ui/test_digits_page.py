@@ -66,9 +66,12 @@ def test_drawn_seven_is_explained(at: AppTest) -> None:
     assert z.sum() > 0 and z.max() > 0  # the predicted class has net positive relevance
     g = _z(_spec(at, "gxi_heatmap"))
     assert not np.allclose(g, z)
+    probs = _spec(at, "probs")  # the open tab by default
+    assert int(np.argmax(probs["data"][0]["y"])) == 7
+    at.session_state["digit_views"] = "All classes"
+    at.run()
     ten = _spec(at, "class_maps")
     assert len(ten["data"]) == 10
-
 
 
 def test_only_the_open_view_tab_is_drawn(at: AppTest) -> None:
@@ -78,8 +81,12 @@ def test_only_the_open_view_tab_is_drawn(at: AppTest) -> None:
     def keys() -> set[str]:
         return {c.proto.id for c in at.get("plotly_chart")}
 
+    assert any("probs" in k for k in keys())  # the first tab, open by default
+    assert not any("class_maps" in k or "conservation" in k for k in keys())
+    at.session_state["digit_views"] = "All classes"
+    at.run()
     assert any("class_maps" in k for k in keys())
-    assert not any("conservation" in k for k in keys())
+    assert not any("probs" in k for k in keys())
     at.session_state["digit_views"] = "Conservation"
     at.run()
     assert not at.exception
@@ -90,6 +97,7 @@ def test_only_the_open_view_tab_is_drawn(at: AppTest) -> None:
     at.run()
     probs = _spec(at, "probs")
     assert abs(sum(probs["data"][0]["y"]) - 1) < 1e-3
+
 
 def test_preset_and_rule_edits_change_the_heatmap(at: AppTest) -> None:
     at.radio(key="digit_source").set_value("Held-out digit").run()

@@ -16,14 +16,17 @@ It measures
 - **isolation**: after every action the page must show the session's own digit index,
   true label, prediction, preset, γ and B-LRP class (target: no violation).
 
-Each session acts again as soon as its last action is done (no think time), and the
-browsers run on the same machine as the server, so on a small machine they take most of
-the cores (the table shows the CPU seconds of both): the latencies are an upper bound for
-what 20 remote visitors see. The 20 sessions are opened before the clock starts (about
-5–7 CPU s of browser work each, ~1.5 min on 2 cores); ``--json`` also holds the RSS over
-time, each error and isolation violation, and the figures per kind of action.
+By default each session acts again as soon as its last action is drawn (no think time: a
+stress test); ``--think S`` makes each pause ~S s (uniform 0.5–1.5 × S) between actions,
+the pace of people looking at the heatmap. The browsers run on the same machine as the
+server, so on a small machine they take most of the cores (the table shows the CPU seconds
+of both): the latencies are an upper bound for what 20 remote visitors see. The 20
+sessions are opened before the clock starts (about 5–7 CPU s of browser work each, ~1.5 min
+on 2 cores); ``--json`` also holds the RSS over time, each error and isolation violation,
+and the figures per kind of action.
 
     python benchmarks/load_test.py                       # 20 sessions, 120 s
+    python benchmarks/load_test.py --think 5                # a classroom's pace
     python benchmarks/load_test.py --sessions 5 --duration 30 --json load.json
 
 Prints a table with PASS/FAIL per target; exits 1 when a target is missed, 2 without
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=20, help="browser sessions (default 20)")
     ap.add_argument("--duration", type=float, default=120.0,
                     help="seconds of load after all sessions are open (default 120)")
+    ap.add_argument("--think", type=float, default=0.0, metavar="S",
+                    help="mean pause in s between a session's actions (default 0: none)")
     ap.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
     args = ap.parse_args(argv)
 
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Debian's chromium is not installed: apt-get install chromium", file=sys.stderr)
         return 2
     result = run_load_test(args.sessions, args.duration, exe,
-                           log=lambda s: print(s, flush=True))
+                           log=lambda s: print(s, flush=True), think_s=args.think)
     print()
     print(result.table())
     if args.json:

@@ -405,6 +405,7 @@ class LoadResult:
     sessions: int
     duration_s: float
     url: str = ""
+    think_s: float = 0.0  # mean pause of a session between its actions
     served: list[Served] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     isolation: list[str] = field(default_factory=list)
@@ -459,6 +460,7 @@ class LoadResult:
         per = self.per_session()
         return _no_nan({
             "sessions": self.sessions, "duration_s": self.duration_s, "url": self.url,
+            "think_s": self.think_s,
             "cpu_cores": os.cpu_count(), "setup_s": round(self.setup_s, 2),
             "served": len(self.served), "served_per_session": per,
             "errors": len(self.errors), "error_details": self.errors,
@@ -506,7 +508,9 @@ class LoadResult:
             ("CPU s, load: server/browsers",
              f"{self.server_cpu_s:.0f} / {self.client_cpu_s:.0f}", "", ""),
         ]
-        head = (f"{self.sessions} sessions x {self.duration_s:g} s on {self.url} "
+        pace = (f"a pause of ~{self.think_s:g} s between a session's actions"
+                if self.think_s > 0 else "no pause between a session's actions")
+        head = (f"{self.sessions} sessions x {self.duration_s:g} s on {self.url}, {pace} "
                 f"({os.cpu_count()} CPU cores, load average {self.loadavg:.1f} at the end; "
                 f"sessions ready after {self.setup_s:.1f} s)")
         lines = [head, f"{'figure':<28} {'value':>14} {'target':>8}  verdict"]
@@ -559,9 +563,13 @@ class Session:
     (digit index, preset, γ, B-LRP on) so that it can check what its page shows."""
 
     def __init__(self, sid: int, n_sessions: int, browser: Any, url: str,
-                 expected: Expected, result: LoadResult) -> None:
+                 expected: Expected, result: LoadResult, think_s: float = 0.0) -> None:
         self.sid, self.n, self.browser, self.url = sid, n_sessions, browser, url
         self.expected, self.result = expected, result
+        self.think_s = think_s
+        # pauses uniform in [0.5, 1.5] x think_s, reproducible per session, so that the
+        # sessions do not fall into step
+        self._pauses = np.random.default_rng(1000 + sid)
         self.context: Any = None
         self.page: Any = None
         self.crashed = False
@@ -804,7 +812,15 @@ class Session:
                     if not await self._reopen(deadline):
                         return
                     break
+                await self.think(deadline)
             self.step, first = self.step + 1, 0
+
+    async def think(self, deadline: float) -> None:
+        """The visitor's pause before the next action (looking at the heatmap, reaching for
+        the next control): ``think_s`` x uniform(0.5, 1.5); none when ``think_s`` is 0."""
+        if self.think_s > 0:
+            pause = self.think_s * float(self._pauses.uniform(0.5, 1.5))
+            await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
     async def _reopen(self, deadline: float) -> bool:
         """Start over after an error; False (recorded) when even that fails or time is up."""
@@ -843,7 +859,7 @@ async def _open_all(sessions: list[Session], result: LoadResult) -> list[Session
 
 async def drive(url: str, n_sessions: int, duration_s: float, result: LoadResult,
                 server_pid: int, chromium: str | None = None,
-                log: Callable[[str], None] = print) -> None:
+                log: Callable[[str], None] = print, think_s: float = 0.0) -> None:
     """Open ``n_sessions`` sessions on ``url`` in one headless Chromium, then let all of them
     act for ``duration_s`` seconds; fills ``result`` (the CPU figures: of the load phase)."""
     from playwright.async_api import async_playwright
@@ -853,7 +869,7 @@ async def drive(url: str, n_sessions: int, duration_s: float, result: LoadResult
         browser = await p.chromium.launch(executable_path=chromium or chromium_path(),
                                           headless=True, args=CHROMIUM_ARGS)
         try:
-            sessions = [Session(i, n_sessions, browser, url, expected, result)
+            sessions = [Session(i, n_sessions, browser, url, expected, result, think_s)
                         for i in range(n_sessions)]
             t0, cpu0 = time.monotonic(), cpu_seconds(server_pid)
             ready = await _open_all(sessions, result)
@@ -887,18 +903,20 @@ def count_tracebacks(log_text: str) -> int:
 
 
 def run_load_test(n_sessions: int = 20, duration_s: float = 120.0, chromium: str | None = None,
-                  log: Callable[[str], None] = print) -> LoadResult:
+                  log: Callable[[str], None] = print, think_s: float = 0.0) -> LoadResult:
     """Start a fresh ``streamlit run app.py`` on loopback, measure its memory while
     ``n_sessions`` browser sessions load its Digits page for ``duration_s`` seconds, stop
-    it; returns the figures. The server's log is kept (and its path logged) on errors."""
+    it; returns the figures. ``think_s``: each session's mean pause between actions (0: the
+    next action as soon as the last is drawn). The server's log is kept (and its path
+    logged) on errors."""
     expected_digits()  # before the clock starts: torch import and 1 000 predictions
     server = start_server(REPO_ROOT, timeout=90)
-    result = LoadResult(n_sessions, duration_s, server.url)
+    result = LoadResult(n_sessions, duration_s, server.url, think_s)
     keep_log = False
     try:
         with RssSampler(server.proc.pid) as rss:
             run_async(drive(server.url, n_sessions, duration_s, result, server.proc.pid,
-                            chromium, log))
+                            chromium, log, think_s))
             rss.sample()
         result.peak_rss, result.start_rss, result.end_rss = rss.peak, rss.first, rss.last
         result.rss_samples, result.rss_timeline = rss.samples, rss.every(5.0)

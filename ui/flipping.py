@@ -284,7 +284,8 @@ def _show_finished(job: Job, settings: FlipSettings, message: DeltaGenerator,
         message.warning(f"{job.note} after {job.done} of {job.total} images: the curves and "
                         "the table show those.")
     else:
-        message.success(f"Done: {job.done} images, {job.seconds:.1f} s of computation "
+        noun = "image" if job.done == 1 else "images"
+        message.success(f"Done: {job.done} {noun}, {job.seconds:.1f} s of computation "
                         "(repeating a run with the same settings is instant).")
     if job.done == 0:
         return

@@ -4,6 +4,7 @@ test_reference_agreement.py; random-network properties in test_properties.py.)""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -115,6 +116,21 @@ def test_activations_pass_relevance_unchanged(act) -> None:
     top, bottom = res.layers[1], res.layers[0]
     torch.testing.assert_close(top.input_relevance, bottom.output_relevance)
     torch.testing.assert_close(res.relevance.sum(1), res.output_relevance)
+
+
+def test_pass_activation_at_zero_input_passes_nothing_and_no_nan() -> None:
+    """Softplus(0) = log 2: a unit whose input is exactly 0 has an undefined ratio
+    output / input; it passes no relevance on (and never NaN), the others pass theirs."""
+    lin = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.0, 0, 0, 0], [1, -1, 0, 2], [0.5, 0, 1, 0]]))
+    model = nn.Sequential(lin, nn.Softplus(), nn.Linear(3, 2, bias=False)).double().eval()
+    x = torch.tensor([[1.0, 2.0, -1.0, 1.5]], dtype=torch.float64)  # pre-activations 0, 2, -0.5
+    res = le.analyze(model, x, target=0, composite=le.Composite(default=le.Zero(stabilizer=0.0)))
+    above, below = res.layers[1].input_relevance, res.layers[0].output_relevance  # sums
+    assert torch.isfinite(res.relevance).all() and torch.isfinite(below).all()
+    lost = math.log(2) * model[2].weight[0, 0]  # LRP-0 relevance of the unit with input 0
+    torch.testing.assert_close(below, above - lost)
 
 
 def test_reused_activation_module() -> None:

@@ -237,8 +237,8 @@ class RelevancePass:
                 op = batchnorm_op(module, output)
             else:
                 op = pool_op(module, output, a)
-            if op.recompute and output.requires_grad:  # same values, faster gradient
-                output = op.native = op(a, op.weight, op.bias)
+            if op.regrad is not None and output.requires_grad:  # same values, faster gradient
+                output = op.native = op.regrad(a, output)
                 replaced = self._apply(rule_name, rule, op, a, output)
                 return output if replaced is None else replaced
             return self._apply(rule_name, rule, op, a, output)

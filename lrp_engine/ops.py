@@ -12,6 +12,7 @@ layer is folded into that layer's weight and bias (the canonical form for LRP).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,18 +32,20 @@ class AffineOp:
 
     ``native`` is the layer's own output tensor when it equals ``fn(a, weight, bias)`` with
     the unmodified parameters and is differentiable in ``a``; rules whose ρ is the identity
-    reuse it instead of computing the layer again. ``recompute``: ``fn`` has a faster
-    gradient than the layer's own kernel (see :data:`IM2COL_MAX_TAPS`), so the relevance
-    pass recomputes the layer with ``fn`` and uses that output in the layer's place.
+    reuse it instead of computing the layer again. ``regrad``: for a layer whose own
+    input-gradient kernel is slow (see :data:`IM2COL_MAX_TAPS`), ``regrad(a, z)`` gives the
+    output ``z``'s values with a faster gradient to ``a``; the relevance pass uses it in the
+    layer's place.
     """
 
     def __init__(self, fn: Forward, weight: Tensor, bias: Tensor | None,
-                 native: Tensor | None = None, recompute: bool = False) -> None:
+                 native: Tensor | None = None,
+                 regrad: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
         self.fn = fn
         self.weight = weight
         self.bias = bias
         self.native = native
-        self.recompute = recompute
+        self.regrad = regrad
 
     def __call__(self, a: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.fn(a, weight, bias)
@@ -93,10 +96,42 @@ def _im2col_forward(module: nn.Module) -> Forward | None:
     return forward
 
 
+class _UnfoldGradient(torch.autograd.Function):
+    """A few-tap conv's output ``z``, unchanged (a copy: later in-place activations may write
+    to it), whose gradient reaches the input ``a`` as ``fold(wᵀ · g)``: the backward of
+    ``w · unfold(a)`` without computing that forward again (the layer's own ``z`` has the
+    same values). ``w`` [C_out, taps] is the layer's weight (BatchNorm folded in)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, z: Tensor, w: Tensor, geometry: tuple) -> Tensor:
+        ctx.geometry, ctx.size = geometry, tuple(a.shape[-2:])
+        ctx.save_for_backward(w)
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None]:
+        (w,) = ctx.saved_tensors
+        n, c = g.shape[:2]
+        cols = w.t() @ g.reshape(n, c, -1)  # [N, taps, L]
+        return F.fold(cols, ctx.size, *ctx.geometry), None, None, None
+
+
+def _im2col_regrad(module: nn.Module, weight: Tensor
+                   ) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """For a plain few-tap Conv2d: ``(a, z) ↦ z`` with the im2col gradient (see
+    :class:`_UnfoldGradient`), else None."""
+    if _im2col_forward(module) is None:
+        return None
+    geometry = (module.kernel_size, module.dilation, module.padding, module.stride)
+    w2 = weight.reshape(weight.shape[0], -1)
+    return lambda a, z: _UnfoldGradient.apply(a, z.detach(), w2, geometry)
+
+
 def linear_op(module: nn.Module, native: Tensor | None) -> AffineOp:
     """Conv1d/2d/3d or Linear."""
-    return AffineOp(_linear_forward(module), module.weight.detach(), _detach(module.bias),
-                    native, recompute=_im2col_forward(module) is not None)
+    weight = module.weight.detach()
+    return AffineOp(_linear_forward(module), weight, _detach(module.bias), native,
+                    regrad=_im2col_regrad(module, weight))
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
@@ -119,7 +154,7 @@ def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineO
     weight = w * scale.view(-1, *([1] * (w.dim() - 1)))
     bias = shift if layer.bias is None else layer.bias.detach() * scale + shift
     return AffineOp(_linear_forward(layer), weight, bias, native,
-                    recompute=_im2col_forward(layer) is not None)
+                    regrad=_im2col_regrad(layer, weight))
 
 
 def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:

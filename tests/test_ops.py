@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, linear_op
+from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, folded_op, linear_op
 
 
 @pytest.mark.parametrize("cin,k,stride,padding,dilation,bias", [
@@ -45,9 +45,30 @@ def test_im2col_only_for_plain_few_tap_convs() -> None:
         assert _im2col_forward(conv) is None, conv
 
 
-def test_im2col_layer_is_recomputed() -> None:
-    """Only a few-tap layer asks the relevance pass to recompute it with the im2col forward
-    (whose gradient is the relevance pass's hot spot)."""
+def test_only_a_few_tap_layer_gets_the_im2col_gradient() -> None:
+    """Only a few-tap layer asks the relevance pass to use the im2col gradient (the
+    relevance pass's hot spot) in its place."""
     few, many = nn.Conv2d(1, 4, 5), nn.Conv2d(8, 4, 5)
-    assert linear_op(few, few(torch.randn(1, 1, 9, 9))).recompute
-    assert not linear_op(many, many(torch.randn(1, 8, 9, 9))).recompute
+    assert linear_op(few, few(torch.randn(1, 1, 9, 9))).regrad is not None
+    assert linear_op(many, many(torch.randn(1, 8, 9, 9))).regrad is None
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["conv", "conv+bn"])
+def test_im2col_gradient_keeps_values_and_equals_the_layers_gradient(folded: bool) -> None:
+    """``regrad(a, z)`` has z's values (a copy, safe for in-place activations) and the
+    gradient to ``a`` of the layer itself (BatchNorm folded into the weight), nothing to z."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(3, 6, 3, stride=2, padding=1).double()
+    bn = nn.BatchNorm2d(6).double().eval()
+    with torch.no_grad():
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2), bn.weight.normal_()
+    a = torch.randn(2, 3, 11, 9, dtype=torch.double, requires_grad=True)
+    z = bn(conv(a)) if folded else conv(a)
+    op = folded_op(conv, bn, z) if folded else linear_op(conv, z)
+    out = op.regrad(a, z)
+    torch.testing.assert_close(out, z)
+    assert out.data_ptr() != z.data_ptr()
+    g = torch.randn_like(z)
+    (ga,) = torch.autograd.grad(out, a, g)
+    (ga_ref,) = torch.autograd.grad(z, a, g)
+    torch.testing.assert_close(ga, ga_ref)

@@ -133,6 +133,35 @@ def test_pass_activation_at_zero_input_passes_nothing_and_no_nan() -> None:
     torch.testing.assert_close(below, above - lost)
 
 
+@pytest.mark.parametrize("op", ["relu_", "mul_"])
+def test_in_place_ops_after_a_pass_activation(op: str) -> None:
+    """A model that writes in place to an activation's output (an in-place ReLU after
+    ReLU6, or ``mul_`` in its forward) is explained like the same model without in-place
+    ops."""
+    class After(nn.Module):
+        def __init__(self, inplace: bool) -> None:
+            super().__init__()
+            self.inplace = inplace
+            self.a, self.act = nn.Linear(4, 5, bias=False), nn.ReLU6()
+            self.b = nn.Linear(5, 2, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.a(x))
+            if op == "relu_":
+                h = torch.relu_(h) if self.inplace else torch.relu(h)
+            else:
+                h = h.mul_(2.0) if self.inplace else h * 2.0
+            return self.b(h)
+
+    torch.manual_seed(3)
+    plain, inplace = After(False).double().eval(), After(True).double().eval()
+    inplace.load_state_dict(plain.state_dict())
+    x = 4 * torch.randn(3, 4, dtype=torch.float64)
+    comp = le.Composite(default=le.Zero(stabilizer=0.0))
+    torch.testing.assert_close(le.explain(inplace, x, composite=comp),
+                               le.explain(plain, x, composite=comp))
+
+
 def test_reused_activation_module() -> None:
     relu = nn.ReLU6()
     model = nn.Sequential(nn.Linear(4, 6, bias=False), relu, nn.Linear(6, 6, bias=False), relu,

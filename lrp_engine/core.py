@@ -206,7 +206,7 @@ class RelevancePass:
     def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
         if not self._active():
             return None
-        return _PassThrough.apply(inputs[0], output)
+        return _PassThrough.apply(inputs[0], output.detach())  # its own backward is not used
 
     def _dropout_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
@@ -251,19 +251,19 @@ class RelevancePass:
     def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor,
                z: Tensor) -> Tensor | None:
         self._current = name
-        d = rule.native_denominator(op, z) if z.requires_grad else None
-        if d is not None:
-            out = z  # forward untouched; the gradient arriving at z is scaled by z / d
+        k = rule.native_ratio(op, z) if z.requires_grad else None
+        if k is not None:
+            out = z  # forward untouched; the gradient arriving at z is scaled by k = z / d
         else:
             m = rule.modified(op, a, z, self)
             out = m + (z - m).detach()
         if self.record:
             self._record(name, rule, a, z, out)
-        if d is not None:
-            k = z.detach() / d  # d from stabilize(): never 0
+        if k is not None:
             z.register_hook(lambda g: g * k)
             if self.record:  # a later layer reading z sees the scaled gradient; where
                 # d = inf (a dead unit, no stabiliser) z = 0, and so is z·g
+                d = rule.native_denominator(op, z)
                 d_finite = torch.where(torch.isinf(d), 0.0, d)
                 self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
             return None

@@ -36,16 +36,36 @@ class AffineOp:
     input-gradient kernel is slow (see :data:`IM2COL_MAX_TAPS`), ``regrad(a, z)`` gives the
     output ``z``'s values with a faster gradient to ``a``; the relevance pass uses it in the
     layer's place.
+
+    ``weight`` and ``bias`` may be given as ``params``, a function returning both, called
+    the first time a rule reads either: rules that only rescale the native gradient (ε)
+    never need a BatchNorm folded into its convolution.
     """
 
-    def __init__(self, fn: Forward, weight: Tensor, bias: Tensor | None,
+    def __init__(self, fn: Forward, weight: Tensor | None, bias: Tensor | None,
                  native: Tensor | None = None,
-                 regrad: Callable[[Tensor, Tensor], Tensor] | None = None) -> None:
+                 regrad: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 params: Callable[[], tuple[Tensor, Tensor | None]] | None = None) -> None:
         self.fn = fn
-        self.weight = weight
-        self.bias = bias
+        self._weight, self._bias, self._params = weight, bias, params
         self.native = native
         self.regrad = regrad
+
+    def _load(self) -> None:
+        if self._params is not None:
+            self._weight, self._bias = self._params()
+            self._params = None
+
+    @property
+    def weight(self) -> Tensor:
+        self._load()
+        assert self._weight is not None
+        return self._weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        self._load()
+        return self._bias
 
     def __call__(self, a: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.fn(a, weight, bias)
@@ -116,22 +136,26 @@ class _UnfoldGradient(torch.autograd.Function):
         return F.fold(cols, ctx.size, *ctx.geometry), None, None, None
 
 
-def _im2col_regrad(module: nn.Module, weight: Tensor
+def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
                    ) -> Callable[[Tensor, Tensor], Tensor] | None:
     """For a plain few-tap Conv2d: ``(a, z) ↦ z`` with the im2col gradient (see
-    :class:`_UnfoldGradient`), else None."""
+    :class:`_UnfoldGradient`) for the weight ``weight()``, else None."""
     if _im2col_forward(module) is None:
         return None
     geometry = (module.kernel_size, module.dilation, module.padding, module.stride)
-    w2 = weight.reshape(weight.shape[0], -1)
-    return lambda a, z: _UnfoldGradient.apply(a, z.detach(), w2, geometry)
+
+    def regrad(a: Tensor, z: Tensor) -> Tensor:
+        w = weight()
+        return _UnfoldGradient.apply(a, z.detach(), w.reshape(w.shape[0], -1), geometry)
+
+    return regrad
 
 
 def linear_op(module: nn.Module, native: Tensor | None) -> AffineOp:
     """Conv1d/2d/3d or Linear."""
     weight = module.weight.detach()
     return AffineOp(_linear_forward(module), weight, _detach(module.bias), native,
-                    regrad=_im2col_regrad(module, weight))
+                    regrad=_im2col_regrad(module, lambda: weight))
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
@@ -148,25 +172,28 @@ def bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
 
 
 def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineOp:
-    """``bn(layer(a))`` as one affine layer: weight·scale, (bias − μ)·scale + β."""
-    scale, shift = bn_scale_shift(bn)
-    w = layer.weight.detach()
-    weight = w * scale.view(-1, *([1] * (w.dim() - 1)))
-    bias = shift if layer.bias is None else layer.bias.detach() * scale + shift
-    return AffineOp(_linear_forward(layer), weight, bias, native,
-                    regrad=_im2col_regrad(layer, weight))
+    """``bn(layer(a))`` as one affine layer: weight·scale, (bias − μ)·scale + β (folded
+    when a rule first reads them)."""
+    def params() -> tuple[Tensor, Tensor]:
+        scale, shift = bn_scale_shift(bn)
+        w = layer.weight.detach()
+        weight = w * scale.view(-1, *([1] * (w.dim() - 1)))
+        bias = shift if layer.bias is None else layer.bias.detach() * scale + shift
+        return weight, bias
+
+    op = AffineOp(_linear_forward(layer), None, None, native, params=params)
+    op.regrad = _im2col_regrad(layer, lambda: op.weight)
+    return op
 
 
 def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:
     """A BatchNorm on its own: a per-channel diagonal affine map."""
-    scale, shift = bn_scale_shift(bn)
-
     def fn(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         shape = (1, -1, *([1] * (a.dim() - 2)))
         out = a * w.view(shape)
         return out if b is None else out + b.view(shape)
 
-    return AffineOp(fn, scale, shift, native)
+    return AffineOp(fn, None, None, native, params=lambda: bn_scale_shift(bn))
 
 
 def pool_op(module: nn.Module, native: Tensor | None, x: Tensor) -> AffineOp:

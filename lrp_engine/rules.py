@@ -71,6 +71,12 @@ class Rule:
         forward). None: use :meth:`modified`."""
         return None
 
+    def native_ratio(self, op: AffineOp, z: Tensor) -> Tensor | None:
+        """The detached factor ``z / native_denominator(op, z)`` (None without a native
+        denominator). Rules may compute it in fewer operations."""
+        d = self.native_denominator(op, z)
+        return None if d is None else z.detach() / d  # d from stabilize(): never 0
+
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         raise NotImplementedError
 
@@ -128,6 +134,15 @@ class BasicRule(Rule):
         if self.identity_params and op.native is not None:
             return self.stab(z.detach())
         return None
+
+    def native_ratio(self, op: AffineOp, z: Tensor) -> Tensor | None:
+        """With the plain stabiliser s > 0, z / (z + s·sign z) = |z| / (|z| + s) (z and its
+        denominator share a sign; 0 ↦ 0): three elementwise ops instead of five."""
+        if (self.identity_params and op.native is not None and self.stabilizer > 0
+                and type(self).stab is BasicRule.stab):
+            m = z.detach().abs()
+            return m / (m + self.stabilizer)
+        return super().native_ratio(op, z)
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         zr = op(a, self.weight(op.weight), self.bias(op.bias))

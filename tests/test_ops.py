@@ -72,3 +72,19 @@ def test_im2col_gradient_keeps_values_and_equals_the_layers_gradient(folded: boo
     (ga,) = torch.autograd.grad(out, a, g)
     (ga_ref,) = torch.autograd.grad(z, a, g)
     torch.testing.assert_close(ga, ga_ref)
+
+
+def test_epsilon_ratio_equals_z_over_its_stabilised_denominator() -> None:
+    """ε's three-op ratio |z| / (|z| + ε) is z / stab(z) (zeros of either sign map to 0);
+    a rule with its own stabiliser (ε·rms) keeps the general ratio."""
+    import lrp_engine as le
+    from lrp_engine.rules import stabilize
+
+    z = torch.tensor([[-2.0, -1e-7, -0.0, 0.0, 1e-7, 3.0, 1e9]], dtype=torch.float64)
+    op = linear_op(nn.Linear(2, 7), z)
+    for eps in (1e-6, 0.25):
+        k = le.Epsilon(eps).native_ratio(op, z)
+        torch.testing.assert_close(k, z / stabilize(z, eps), rtol=1e-15, atol=0)
+    std = le.EpsilonStd(0.5)
+    torch.testing.assert_close(std.native_ratio(op, z), z / std.stab(z))
+    assert le.Gamma(0.25).native_ratio(op, z) is None  # ρ is not the identity

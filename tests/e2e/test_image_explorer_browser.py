@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,21 @@ def charts(page: Any) -> list[dict]:
     return page.evaluate(CHARTS_JS)
 
 
-def top5_classes(page: Any) -> list[str]:
-    """The "class" column of the first table (the top-5), read from its grid's cells."""
+def top5_classes(page: Any, until: Callable[[list[str]], bool] | None = None) -> list[str]:
+    """The "class" column of the first table (the top-5), read from its grid's cells; with
+    ``until``, read again (for up to 30 s) until ``until(classes)`` holds."""
     table = page.locator('[data-testid="stDataFrame"]').first
     table.wait_for(state="visible")
     cells = table.locator('[data-testid^="glide-cell-0-"]')
-    # the grid paints on a canvas and fills its accessible cells a moment later
+    # the grid paints on a canvas and fills its accessible cells a moment later; after a
+    # rerun its cells may still hold the previous run's texts for a moment
     deadline = time.monotonic() + 30
-    while cells.count() < 5 and time.monotonic() < deadline:
+    while True:
+        texts = [str(cells.nth(i).text_content() or "").strip() for i in range(cells.count())]
+        done = len(texts) >= 5 and (until is None or until(texts))
+        if done or time.monotonic() >= deadline:
+            return texts
         page.wait_for_timeout(200)
-    return [str(cells.nth(i).text_content() or "").strip() for i in range(cells.count())]
 
 
 def class_options(page: Any) -> list[str]:
@@ -178,6 +184,10 @@ def test_checkpoint_with_html_class_names_is_shown_as_text(page: Any, base_url: 
     assert all(HTML_NAME in o for o in class_options(page)[:6])  # the literal text
     title = charts(page)[0]
     assert HTML_NAME in title["shown"], title  # drawn as text in the plotly title
-    assert all(HTML_NAME in c for c in top5_classes(page))
+    def named(classes: list[str]) -> bool:
+        return all(HTML_NAME in c for c in classes)
+
+    top = top5_classes(page, until=named)
+    assert named(top), top
     assert page.evaluate(INJECTED_JS) == {"bold": 0, "scripts": 0}
     assert not dialogs, f"a dialog opened: {dialogs}"

@@ -19,7 +19,7 @@ model's input.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -356,17 +356,35 @@ class Pass(Rule):
             raise ValueError(
                 f"the pass rule needs a layer whose input and output shapes agree, "
                 f"got {tuple(a.shape)} → {tuple(z.shape)}")
-        return a * safe_divide(z, a).detach()
+        return pass_through(a, z)
 
     def describe(self) -> str:
         return "pass"
 
 
-def safe_divide(num: Tensor, den: Tensor) -> Tensor:
-    """num / den, with 0 where den == 0."""
-    ok = den != 0
-    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)),
-                       torch.zeros_like(num))
+class _PassThrough(torch.autograd.Function):
+    """``out``, unchanged (a copy: the model may write to it in place), whose gradient
+    reaches ``a`` scaled by out / a (0 where that is not finite, e.g. a = 0): relevance
+    ``out ⊙ g`` arrives unchanged as ``a ⊙ g'``. The ratio is formed in the backward only:
+    four elementwise ops in all (EfficientNet has 33 activations that use it)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, out: Tensor) -> Tensor:
+        ctx.save_for_backward(a, out)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None]:
+        a, out = ctx.saved_tensors
+        ratio = torch.nan_to_num(out / a, nan=0.0, posinf=0.0, neginf=0.0)
+        return g * ratio, None
+
+
+def pass_through(a: Tensor, out: Tensor) -> Tensor:
+    """The pass rule for a map ``a ↦ out`` of the same shape (the :class:`Pass` rule, and
+    the engine's treatment of ReLU6, SiLU, … whatever their own derivative): ``out``'s
+    values, with ``out``'s own backward replaced by the relevance-preserving one."""
+    return _PassThrough.apply(a, out.detach())
 
 
 RULES: dict[str, type[Rule]] = {

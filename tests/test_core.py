@@ -162,6 +162,23 @@ def test_in_place_ops_after_a_pass_activation(op: str) -> None:
                                le.explain(plain, x, composite=comp))
 
 
+def test_pass_rule_on_a_same_shape_layer_passes_relevance_unchanged() -> None:
+    """The Pass rule (the activations' pass-through, as a rule) hands a square layer's
+    output relevance to its input position by position."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(5, 5), nn.Linear(5, 3, bias=False)).double().eval()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    comp = le.Composite([(le.ByName("0"), le.Pass())], default=le.Zero(stabilizer=0.0))
+    res = le.analyze(model, x, composite=comp)
+    first = res.layers[0]
+    torch.testing.assert_close(first.input_relevance, first.output_relevance)
+    with torch.no_grad():  # LRP-0 above: R_j = z_j · w_tj at the square layer's output
+        z = model[0](x)
+        target = model(x).argmax(1)
+        expected = z * model[1].weight[target]
+    torch.testing.assert_close(res.relevance, expected)
+
+
 def test_reused_activation_module() -> None:
     relu = nn.ReLU6()
     model = nn.Sequential(nn.Linear(4, 6, bias=False), relu, nn.Linear(6, 6, bias=False), relu,

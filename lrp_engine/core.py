@@ -231,7 +231,12 @@ class RelevancePass:
     def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor,
                z: Tensor) -> Tensor | None:
         self._current = name
-        k = rule.native_ratio(op, z) if z.requires_grad else None
+        k = d = None
+        if z.requires_grad and self.record:  # the conservation sums need d itself
+            d = rule.native_denominator(op, z)
+            k = None if d is None else z.detach() / d  # d from stabilize(): never 0
+        elif z.requires_grad:
+            k = rule.native_ratio(op, z)
         if k is not None:
             out = z  # forward untouched; the gradient arriving at z is scaled by k = z / d
         else:
@@ -241,9 +246,8 @@ class RelevancePass:
             self._record(name, rule, a, z, out)
         if k is not None:
             z.register_hook(lambda g: g * k)
-            if self.record:  # a later layer reading z sees the scaled gradient; where
-                # d = inf (a dead unit, no stabiliser) z = 0, and so is z·g
-                d = rule.native_denominator(op, z)
+            if d is not None:  # recording: a later layer reading z sees the scaled
+                # gradient; where d = inf (a dead unit, no stabiliser) z = 0, and so is z·g
                 d_finite = torch.where(torch.isinf(d), 0.0, d)
                 self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
             return None

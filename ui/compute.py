@@ -140,9 +140,9 @@ def class_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleCho
     xt = _input(_model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
-    with cpu_threads_for(_model, xt, 10):
-        with torch.no_grad():
-            k = _model(xt).shape[1]
+    with torch.no_grad():
+        k = _model(xt).shape[1]
+    with cpu_threads_for(_model, xt, k):
         r = le.explain(_model, xt.expand(k, *xt.shape[1:]), torch.arange(k, device=xt.device),
                        comp)
     return _np(r)

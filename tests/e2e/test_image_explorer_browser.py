@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile_files import HTML_NAME
+from tests.hostile_files import HTML_NAME, lenet_checkpoint
 
 from .harness import (
     PLOTLY_CHART,
@@ -144,17 +144,6 @@ def test_uploaded_photo_top5_heatmaps_and_preset_change(page: Any, base_url: str
     shot(page, tmp_path, "image-explorer-preset")
 
 
-def _lenet_checkpoint(path: Path) -> Path:
-    """A LeNet (10 classes, random weights) saved as a state dict with ``torch.save``."""
-    import torch
-
-    from lrp_engine.models import zoo
-
-    torch.manual_seed(0)
-    torch.save(zoo.build("lenet", 10).state_dict(), path)
-    return path
-
-
 #: elements that the class names would create if they were rendered as HTML
 INJECTED_JS = """() => ({
   bold: Array.from(document.querySelectorAll('b')).filter(b => b.textContent === 'x').length,
@@ -171,8 +160,7 @@ def test_checkpoint_with_html_class_names_is_shown_as_text(page: Any, base_url: 
     arm_rerun(page)
     choose_select(page, "Architecture", "LeNet (MNIST)")
     wait_rerun(page)
-    ckpt = _lenet_checkpoint(tmp_path / "my_lenet.pt")
-    upload_file(page, CHECKPOINT_LABEL, ckpt.name, ckpt.read_bytes())
+    upload_file(page, CHECKPOINT_LABEL, "my_lenet.pt", lenet_checkpoint())
     names = "\n".join(f"{i} {HTML_NAME}" for i in range(10)).encode()
     upload_file(page, NAMES_LABEL, "names.txt", names, "text/plain")
     page.locator(PLOTLY_CHART).nth(2).wait_for(state="visible", timeout=SLOW_MS)

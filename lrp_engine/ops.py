@@ -79,7 +79,9 @@ def _detach(t: Tensor | None) -> Tensor | None:
 #: first layer on a grey or RGB image) is evaluated in the relevance pass as an im2col
 #: matmul: oneDNN's input-gradient kernel is 2–6× slower than matmul + fold on so few taps
 #: (measured on LeNet's and VGG-16's first layers), and the relevance pass is exactly that
-#: gradient. With more taps oneDNN's own kernel is the faster one.
+#: gradient. With more taps oneDNN's own kernel is the faster one, except for a pointwise
+#: (1×1, stride 1, unpadded) conv, which is a plain matmul whatever its taps: there, matmul
+#: beats oneDNN's input gradient too (EfficientNet-Lite0's 1×1 convs, measured).
 IM2COL_MAX_TAPS = 32
 
 
@@ -94,22 +96,36 @@ def _linear_forward(module: nn.Module) -> Forward:
     raise TypeError(f"not a linear layer: {type(module).__name__}")
 
 
+def _pointwise(geometry: tuple) -> bool:
+    """Whether a conv's (kernel, dilation, padding, stride) make it a matmul over
+    channels: 1×1, stride 1, no padding (its im2col columns are the input itself)."""
+    kernel, _, padding, stride = geometry
+    return kernel == (1, 1) and padding == (0, 0) and stride == (1, 1)
+
+
+def _geometry(module: nn.Module) -> tuple:
+    """(kernel, dilation, padding, stride) of a Conv2d, in ``F.fold``'s order."""
+    return module.kernel_size, module.dilation, module.padding, module.stride
+
+
 def _im2col_forward(module: nn.Module) -> Forward | None:
-    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap Conv2d (see
-    :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
+    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap or pointwise Conv2d
+    (see :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
     if (not isinstance(module, nn.Conv2d) or module.groups != 1
             or type(module)._conv_forward is not nn.Conv2d._conv_forward  # e.g. SAME padding
             or module.padding_mode != "zeros" or isinstance(module.padding, str)
-            or module.weight[0].numel() > IM2COL_MAX_TAPS):
+            or (module.weight[0].numel() > IM2COL_MAX_TAPS
+                and not _pointwise(_geometry(module)))):
         return None
-    kernel, stride = module.kernel_size, module.stride
-    padding, dilation = module.padding, module.dilation
+    kernel, dilation, padding, stride = geometry = _geometry(module)
+    pointwise = _pointwise(geometry)
 
     def forward(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         n, _, h, wd = a.shape
         ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         wo = (wd + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        cols = F.unfold(a, kernel, dilation, padding, stride)  # [N, taps, ho·wo]
+        cols = (a.reshape(n, a.shape[1], -1) if pointwise
+                else F.unfold(a, kernel, dilation, padding, stride))  # [N, taps, ho·wo]
         z = (w.reshape(w.shape[0], -1) @ cols).view(n, w.shape[0], ho, wo)
         return z if b is None else z + b.view(1, -1, 1, 1)
 
@@ -133,6 +149,8 @@ class _UnfoldGradient(torch.autograd.Function):
         (w,) = ctx.saved_tensors
         n, c = g.shape[:2]
         cols = w.t() @ g.reshape(n, c, -1)  # [N, taps, L]
+        if _pointwise(ctx.geometry):  # the columns are the input's pixels
+            return cols.view(n, -1, *ctx.size), None, None, None
         return F.fold(cols, ctx.size, *ctx.geometry), None, None, None
 
 
@@ -142,7 +160,7 @@ def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
     :class:`_UnfoldGradient`) for the weight ``weight()``, else None."""
     if _im2col_forward(module) is None:
         return None
-    geometry = (module.kernel_size, module.dilation, module.padding, module.stride)
+    geometry = _geometry(module)
 
     def regrad(a: Tensor, z: Tensor) -> Tensor:
         w = weight()

@@ -14,6 +14,7 @@ from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, folded_op, linear_o
     (3, 3, 1, 1, 1, True),     # VGG-16's first layer
     (3, 3, 2, 1, 1, False),    # a strided stem without bias
     (2, (3, 5), (2, 1), (0, 2), (2, 1), True),  # rectangular, dilated
+    (48, 1, 1, 0, 1, False),   # pointwise (EfficientNet's 1×1): a matmul, however many taps
 ])
 def test_im2col_forward_equals_conv2d(cin, k, stride, padding, dilation, bias) -> None:
     torch.manual_seed(0)
@@ -33,6 +34,7 @@ def test_im2col_forward_equals_conv2d(cin, k, stride, padding, dilation, bias) -
 
 def test_im2col_only_for_plain_few_tap_convs() -> None:
     many = nn.Conv2d(IM2COL_MAX_TAPS, 4, 3)           # too many taps: oneDNN is faster
+    strided_1x1 = nn.Conv2d(IM2COL_MAX_TAPS + 1, 4, 1, stride=2)  # not a plain matmul
     grouped = nn.Conv2d(2, 4, 3, groups=2)
     reflect = nn.Conv2d(1, 4, 3, padding=1, padding_mode="reflect")
     same = nn.Conv2d(1, 4, 3, padding="same")
@@ -41,7 +43,7 @@ def test_im2col_only_for_plain_few_tap_convs() -> None:
         def _conv_forward(self, input, weight, bias):  # noqa: A002 - torch's signature
             return super()._conv_forward(nn.functional.pad(input, (1, 1, 1, 1)), weight, bias)
 
-    for conv in (many, grouped, reflect, same, OwnForward(1, 4, 3)):
+    for conv in (many, strided_1x1, grouped, reflect, same, OwnForward(1, 4, 3)):
         assert _im2col_forward(conv) is None, conv
 
 
@@ -54,15 +56,18 @@ def test_only_a_few_tap_layer_gets_the_im2col_gradient() -> None:
 
 
 @pytest.mark.parametrize("folded", [False, True], ids=["conv", "conv+bn"])
-def test_im2col_gradient_keeps_values_and_equals_the_layers_gradient(folded: bool) -> None:
+@pytest.mark.parametrize("cin,k,stride,padding", [(3, 3, 2, 1), (40, 1, 1, 0)],
+                         ids=["few-tap", "pointwise"])
+def test_im2col_gradient_keeps_values_and_equals_the_layers_gradient(
+        folded: bool, cin: int, k: int, stride: int, padding: int) -> None:
     """``regrad(a, z)`` has z's values (a copy, safe for in-place activations) and the
     gradient to ``a`` of the layer itself (BatchNorm folded into the weight), nothing to z."""
     torch.manual_seed(1)
-    conv = nn.Conv2d(3, 6, 3, stride=2, padding=1).double()
+    conv = nn.Conv2d(cin, 6, k, stride=stride, padding=padding).double()
     bn = nn.BatchNorm2d(6).double().eval()
     with torch.no_grad():
         bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2), bn.weight.normal_()
-    a = torch.randn(2, 3, 11, 9, dtype=torch.double, requires_grad=True)
+    a = torch.randn(2, cin, 11, 9, dtype=torch.double, requires_grad=True)
     z = bn(conv(a)) if folded else conv(a)
     op = folded_op(conv, bn, z) if folded else linear_op(conv, z)
     out = op.regrad(a, z)
@@ -83,8 +88,10 @@ def test_epsilon_ratio_equals_z_over_its_stabilised_denominator() -> None:
     z = torch.tensor([[-2.0, -1e-7, -0.0, 0.0, 1e-7, 3.0, 1e9]], dtype=torch.float64)
     op = linear_op(nn.Linear(2, 7), z)
     for eps in (1e-6, 0.25):
-        k = le.Epsilon(eps).native_ratio(op, z)
+        assert le.Epsilon(eps).rescales(op)
+        k = le.Epsilon(eps).native_ratio(z)
         torch.testing.assert_close(k, z / stabilize(z, eps), rtol=1e-15, atol=0)
     std = le.EpsilonStd(0.5)
-    torch.testing.assert_close(std.native_ratio(op, z), z / std.stab(z))
-    assert le.Gamma(0.25).native_ratio(op, z) is None  # ρ is not the identity
+    torch.testing.assert_close(std.native_ratio(z), z / std.stab(z))
+    assert not le.Gamma(0.25).rescales(op)  # ρ is not the identity
+    assert not le.Epsilon(0.25).rescales(linear_op(nn.Linear(2, 7), None))  # no own output

@@ -125,6 +125,8 @@ class RelevancePass:
         self._current: str = ""
         self._stash: dict[int, Tensor] = {}
         self._denominators: dict[int, tuple[Tensor, Tensor]] = {}  # id(z) → (z, d)
+        self._mergeable: dict[int, tuple] = {}  # id(z) → (z, its hook's handle, d)
+        self._kept: dict[int, tuple] = {}  # id(in-place activation) → (input copy, d)
         self._handles: list = []
         self._token = object()
         self._ctx_token: contextvars.Token | None = None
@@ -144,9 +146,12 @@ class RelevancePass:
         try:
             modules = dict(self.model.named_modules())
             for info in self.table:
+                module = modules[info.name]
                 hook = self._hook_for(info)
                 if hook is not None:
-                    self._handles.append(modules[info.name].register_forward_hook(hook))
+                    self._handles.append(module.register_forward_hook(hook))
+                if info.role == "pass-activation" and getattr(module, "inplace", False):
+                    self._handles.append(module.register_forward_pre_hook(self._keep_input))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -158,6 +163,8 @@ class RelevancePass:
         self._handles.clear()
         self._stash.clear()
         self._denominators.clear()
+        self._mergeable.clear()
+        self._kept.clear()
         if self._ctx_token is not None:
             _ACTIVE_PASS.reset(self._ctx_token)
             self._ctx_token = None
@@ -183,10 +190,32 @@ class RelevancePass:
         if self._active():
             self._stash[id(output)] = inputs[0]
 
+    def _take_over_scaling(self, a: Tensor) -> Tensor | None:
+        """If ``a`` is a rescaling rule's output z whose only reader is this activation:
+        remove z's gradient hook and return its denominator d (the pass rule then applies
+        one ratio out / d instead of out / z and then z / d)."""
+        merge = self._mergeable.pop(id(a), None)
+        if merge is None or merge[0] is not a:
+            return None
+        _, handle, d = merge
+        handle.remove()
+        return d
+
+    def _keep_input(self, module: nn.Module, inputs: tuple) -> None:
+        """An in-place activation overwrites its input: keep a (differentiable) copy for
+        the pass rule, which needs the values before activation."""
+        if self._active():
+            a = inputs[0]
+            self._kept[id(module)] = (a.clone(), self._take_over_scaling(a))
+
     def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
         if not self._active():
             return None
-        return pass_through(inputs[0], output)
+        kept = self._kept.pop(id(module), None)
+        if kept is not None:  # in place: ``inputs[0]`` already holds the activated values
+            return pass_through(kept[0], output, kept[1])
+        a = inputs[0]
+        return pass_through(a, output, self._take_over_scaling(a))
 
     def _dropout_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
@@ -219,39 +248,51 @@ class RelevancePass:
                 op = pool_op(module, output, a)
             if op.regrad is not None and output.requires_grad:  # same values, faster gradient
                 output = op.native = op.regrad(a, output)
-                replaced = self._apply(rule_name, rule, op, a, output)
+                replaced = self._apply(rule_name, rule, op, a, output, info.feeds is not None)
                 return output if replaced is None else replaced
-            return self._apply(rule_name, rule, op, a, output)
+            return self._apply(rule_name, rule, op, a, output, info.feeds is not None)
 
         return hook
 
     def _module(self, name: str) -> nn.Module:
         return self.model.get_submodule(name)
 
-    def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor,
-               z: Tensor) -> Tensor | None:
+    def _apply(self, name: str, rule: Rule, op: AffineOp, a: Tensor, z: Tensor,
+               feeds_activation: bool = False) -> Tensor | None:
+        """Apply ``rule`` to the layer with input ``a`` and native output ``z``; return the
+        output to use instead of ``z`` (None: keep ``z``). A rule that only rescales keeps
+        ``z`` and scales the gradient arriving at it by z / d; if a pass-activation is
+        ``z``'s only reader (``feeds_activation``, from the layer table), the activation
+        takes that scaling over (:meth:`_take_over_scaling`)."""
         self._current = name
-        k = d = None
-        if z.requires_grad and self.record:  # the conservation sums need d itself
-            d = rule.native_denominator(op, z)
-            k = None if d is None else z.detach() / d  # d from stabilize(): never 0
-        elif z.requires_grad:
-            k = rule.native_ratio(op, z)
-        if k is not None:
-            out = z  # forward untouched; the gradient arriving at z is scaled by k = z / d
+        rescale = z.requires_grad and rule.rescales(op)
+        if rescale:
+            out = z  # forward untouched
         else:
             m = rule.modified(op, a, z, self)
             out = m + (z - m).detach()
         if self.record:
             self._record(name, rule, a, z, out)
-        if k is not None:
+        if not rescale:
+            return out
+        if self.record:  # the conservation sums need d itself
+            d = rule.native_denominator(z)
+            k = z.detach() / d  # d never 0
             z.register_hook(lambda g: g * k)
-            if d is not None:  # recording: a later layer reading z sees the scaled
-                # gradient; where d = inf (a dead unit, no stabiliser) z = 0, and so is z·g
-                d_finite = torch.where(torch.isinf(d), 0.0, d)
-                self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
-            return None
-        return out
+            # a later layer reading z sees the scaled gradient; where d = inf (a dead
+            # unit, no stabiliser) z = 0, and so is z·g
+            d_finite = torch.where(torch.isinf(d), 0.0, d)
+            self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
+        elif feeds_activation:  # only the activation reads z, and it removes this hook;
+            # should it not run, z / d from z's values then (only it could change them)
+            d = rule.native_denominator(z)
+            zd = z.detach()  # not z itself: z → its hook → z would be a reference cycle
+            handle = z.register_hook(lambda g: g * (zd / d))
+            self._mergeable[id(z)] = (z, handle, d)
+        else:
+            k = rule.native_ratio(z)
+            z.register_hook(lambda g: g * k)
+        return None
 
     def _record(self, name: str, rule: Rule, a: Tensor, z: Tensor, out: Tensor) -> None:
         zd = z.detach()

@@ -1,8 +1,9 @@
 """The layer table: which layers a model runs, in which order, and what LRP does with each.
 
-One probe forward (batch 1, no gradients) records every leaf module as it executes: its
-name, type, input/output shapes and role. Convolutions or linear layers whose output feeds a
-BatchNorm directly are marked for folding (canonisation). The table drives position-based
+One probe forward (batch 1) records every leaf module as it executes: its name, type,
+input/output shapes and role. Convolutions or linear layers whose output feeds a BatchNorm
+directly are marked for folding (canonisation); the probe's autograd graph tells which
+layers' outputs are read by nothing but a pass-activation. The table drives position-based
 composites ("first conv", index ranges), the UI's per-layer rule table and the hooks of one
 relevance pass. It is cached per model and input shape.
 """
@@ -60,7 +61,9 @@ def role_of(module: nn.Module) -> str | None:
 class LayerInfo:
     """One executed leaf layer. ``index`` counts all leaf layers in execution order (like the
     seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
-    the layer a BatchNorm is folded into."""
+    the layer a BatchNorm is folded into. ``feeds``: the pass-activation that is the only
+    (differentiable) reader of the output of this layer, run once (a gradient scaling at
+    that output may then be taken over by the activation)."""
 
     index: int
     name: str
@@ -70,6 +73,7 @@ class LayerInfo:
     out_shape: tuple[int, ...]
     fold: str | None = None
     folded_into: str | None = None
+    feeds: str | None = None
 
     @property
     def takes_rule(self) -> bool:
@@ -158,6 +162,9 @@ def layer_table(model: nn.Module, x: Tensor) -> LayerTable:
 
 def _probe(model: nn.Module, x: Tensor) -> LayerTable:
     records: list[tuple[str, nn.Module, Tensor, Tensor]] = []
+    grad_edges: dict[str, tuple[object, int]] = {}  # name → its output's autograd node
+    calls: dict[str, int] = {}
+    activation_nodes: list[tuple[object, str]] = []  # (autograd node, activation name)
     seen: set[str] = set()
     names = {m: n for n, m in model.named_modules()}
     errors: list[str] = []
@@ -174,9 +181,15 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
                     f"layer {name!r} ({type(module).__name__}) uses its own parameters in "
                     f"forward(); only standard layers can be explained")
             return
+        calls[name] = calls.get(name, 0) + 1
+        if role_of(module) == "pass-activation" and isinstance(output, Tensor) \
+                and output.grad_fn is not None:  # every call: a module may be reused
+            activation_nodes.append((output.grad_fn, name))
         if name in seen:
             return
         seen.add(name)
+        if isinstance(output, Tensor) and output.grad_fn is not None:
+            grad_edges[name] = (output.grad_fn, output.output_nr)  # before any in-place op
         if role_of(module) is None:
             errors.append(f"unsupported layer {name!r} of type {type(module).__name__}")
         inp = inputs[0] if inputs else None
@@ -184,8 +197,8 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.no_grad():
-            out = model(x)
+        with torch.enable_grad():
+            out = model(x.detach().clone().requires_grad_(True))
     finally:
         for h in handles:
             h.remove()
@@ -207,9 +220,35 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
             fold[producer[id(inp)]] = name
             folded_into[name] = producer[id(inp)]
 
+    # a layer run once whose output is read by one autograd node only, a pass-activation's
+    readers = _graph_readers(out)
+    activation_of = {id(node): name for node, name in activation_nodes}
+    feeds: dict[str, str] = {}
+    for name, (node, nr) in grad_edges.items():
+        nodes = readers.get((id(node), nr), [])
+        if calls[name] == 1 and len(nodes) == 1 and id(nodes[0]) in activation_of:
+            feeds[name] = activation_of[id(nodes[0])]
     layers = tuple(
         LayerInfo(index=i, name=name, kind=type(m).__name__, role=role_of(m) or "?",
                   in_shape=_shape(inp)[1:], out_shape=_shape(o)[1:], fold=fold.get(name),
-                  folded_into=folded_into.get(name))
+                  folded_into=folded_into.get(name), feeds=feeds.get(name))
         for i, (name, m, inp, o) in enumerate(records))
     return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]))
+
+
+def _graph_readers(out: Tensor) -> dict[tuple[int, int], list]:
+    """The autograd nodes reading each (node id, output index) of ``out``'s graph: the
+    differentiable operations that read that tensor."""
+    readers: dict[tuple[int, int], list] = {}
+    seen: set[int] = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for nxt, nr in node.next_functions:
+            if nxt is not None:
+                readers.setdefault((id(nxt), nr), []).append(node)
+                stack.append(nxt)
+    return readers

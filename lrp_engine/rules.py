@@ -65,17 +65,21 @@ class Rule:
     name: str = "rule"
     needs_input: bool = False
 
-    def native_denominator(self, op: AffineOp, z: Tensor) -> Tensor | None:
-        """Optional shortcut: a detached denominator d (shaped like ``z``) such that scaling
-        the gradient at the layer's native output by ``z / d`` implements the rule (no extra
-        forward). None: use :meth:`modified`."""
-        return None
+    def rescales(self, op: AffineOp) -> bool:
+        """Whether the rule, on this layer, only rescales the gradient arriving at the
+        layer's native output ``z`` by ``z / native_denominator(z)`` (no extra forward).
+        If not, the engine uses :meth:`modified`."""
+        return False
 
-    def native_ratio(self, op: AffineOp, z: Tensor) -> Tensor | None:
-        """The detached factor ``z / native_denominator(op, z)`` (None without a native
-        denominator). Rules may compute it in fewer operations."""
-        d = self.native_denominator(op, z)
-        return None if d is None else z.detach() / d  # d from stabilize(): never 0
+    def native_denominator(self, z: Tensor) -> Tensor:
+        """For a layer it :meth:`rescales`: the detached denominator d, shaped like ``z``
+        and never 0 (+inf where nothing passes)."""
+        raise NotImplementedError
+
+    def native_ratio(self, z: Tensor) -> Tensor:
+        """The detached factor ``z / native_denominator(z)``. Rules may compute it in
+        fewer operations."""
+        return z.detach() / self.native_denominator(z)  # d never 0
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         raise NotImplementedError
@@ -128,21 +132,21 @@ class BasicRule(Rule):
     def stab(self, d: Tensor) -> Tensor:
         return stabilize(d, self.stabilizer)
 
-    def native_denominator(self, op: AffineOp, z: Tensor) -> Tensor | None:
+    def rescales(self, op: AffineOp) -> bool:
         """When ρ is the identity and the layer's own output is available, the rule only
-        rescales the gradient arriving at the output by z / stab(z): return stab(z)."""
-        if self.identity_params and op.native is not None:
-            return self.stab(z.detach())
-        return None
+        rescales the gradient arriving at the output by z / stab(z)."""
+        return self.identity_params and op.native is not None
 
-    def native_ratio(self, op: AffineOp, z: Tensor) -> Tensor | None:
+    def native_denominator(self, z: Tensor) -> Tensor:
+        return self.stab(z.detach())
+
+    def native_ratio(self, z: Tensor) -> Tensor:
         """With the plain stabiliser s > 0, z / (z + s·sign z) = |z| / (|z| + s) (z and its
         denominator share a sign; 0 ↦ 0): three elementwise ops instead of five."""
-        if (self.identity_params and op.native is not None and self.stabilizer > 0
-                and type(self).stab is BasicRule.stab):
+        if self.stabilizer > 0 and type(self).stab is BasicRule.stab:
             m = z.detach().abs()
             return m / (m + self.stabilizer)
-        return super().native_ratio(op, z)
+        return super().native_ratio(z)
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         zr = op(a, self.weight(op.weight), self.bias(op.bias))
@@ -364,27 +368,34 @@ class Pass(Rule):
 
 class _PassThrough(torch.autograd.Function):
     """``out``, unchanged (a copy: the model may write to it in place), whose gradient
-    reaches ``a`` scaled by out / a (0 where that is not finite, e.g. a = 0): relevance
-    ``out ⊙ g`` arrives unchanged as ``a ⊙ g'``. The ratio is formed in the backward only:
-    four elementwise ops in all (EfficientNet has 33 activations that use it)."""
+    reaches ``a`` scaled by out / d, with d = a by default (then 0 where that is not finite,
+    e.g. a = 0): relevance ``out ⊙ g`` arrives unchanged as ``a ⊙ g'``. The ratio is formed
+    in the backward only (EfficientNet has 33 activations that use it)."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, out: Tensor) -> Tensor:
-        ctx.save_for_backward(a, out)
+    def forward(ctx: Any, a: Tensor, out: Tensor, d: Tensor | None) -> Tensor:
+        ctx.own_denominator = d is not None
+        ctx.save_for_backward(out, a if d is None else d)
         return out.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None]:
-        a, out = ctx.saved_tensors
-        ratio = torch.nan_to_num(out / a, nan=0.0, posinf=0.0, neginf=0.0)
-        return g * ratio, None
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None]:
+        out, d = ctx.saved_tensors
+        ratio = out / d
+        if not ctx.own_denominator:
+            ratio = torch.nan_to_num(ratio, nan=0.0, posinf=0.0, neginf=0.0)
+        return g * ratio, None, None
 
 
-def pass_through(a: Tensor, out: Tensor) -> Tensor:
+def pass_through(a: Tensor, out: Tensor, denominator: Tensor | None = None) -> Tensor:
     """The pass rule for a map ``a ↦ out`` of the same shape (the :class:`Pass` rule, and
     the engine's treatment of ReLU6, SiLU, … whatever their own derivative): ``out``'s
-    values, with ``out``'s own backward replaced by the relevance-preserving one."""
-    return _PassThrough.apply(a, out.detach())
+    values, with ``out``'s own backward replaced by the relevance-preserving one.
+
+    ``denominator``: a detached stand-in for ``a`` (never 0), for an ``a`` that is a rule
+    layer's output z whose rule rescales by z / d: the two ratios out / z and z / d merge
+    into one, out / d, applied once."""
+    return _PassThrough.apply(a, out.detach(), denominator)
 
 
 RULES: dict[str, type[Rule]] = {

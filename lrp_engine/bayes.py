@@ -6,12 +6,14 @@ used in that sample's forward and relevance pass. Only dropout is stochastic; ev
 keeps the model's eval behaviour, and the model itself is never modified.
 
 Speed: the layers before the first dropout (the "trunk") do not depend on the sample, so the
-trunk's forward runs once per image; at the first dropout the activation is copied for all S
-samples, the head runs batched, and the trunk's relevance backward runs once per sample
-on the trunk's graph (a plain loop: ``is_grads_batched``/vmap has no batching rule for
-several of these backward ops, falls back to the same loop and adds a concatenation, and
-was 10–20 % slower on LeNet). Without a shareable trunk (e.g. a skip connection around a
-dropout) the input is replicated instead; both give the same numbers.
+trunk's forward runs on c copies of each image only (c ≤ S, see :func:`trunk_copies`); at
+the first dropout the activation is copied for all S samples, the head runs batched, and the
+trunk's relevance backward runs on its graph once per group of c samples (``is_grads_batched``
+/vmap is no help: several of these backward ops have no batching rule and fall back to a
+per-sample loop). c balances the trunk's forward on c copies against the fixed cost of S/c
+backward calls: 1 for VGG-16's heavy trunk, about 15 for LeNet's light one. Where no trunk can
+be shared (e.g. a skip connection around a dropout) or c reaches S, the input is replicated
+for all samples instead; all give the same numbers.
 
 Percentiles per pixel over samples use numpy's default definition (linear interpolation).
 """
@@ -107,9 +109,10 @@ def dropout_masks(model: nn.Module, table: LayerTable, n_samples: int, seed: int
 class _Sampler:
     """The dropout callback of one B-LRP pass over ``s`` samples × ``n`` images.
 
-    ``share_trunk``: the first dropout replicates its (per-image) input for all samples and
-    starts the head from a fresh leaf ``head_input``; otherwise the input was replicated
-    already and dropout only applies masks. Batches are sample-major: row = s·n + i.
+    ``share_trunk``: the trunk ran on the input's copies (any number); the first dropout
+    takes the first copy's activation [n, ...], replicates it for all samples and starts the
+    head from a fresh leaf ``head_input``; otherwise the input was replicated for all
+    samples already and dropout only applies masks. Batches are sample-major: row = s·n + i.
     """
 
     def __init__(self, masks: dict[str, Tensor], s: int, n: int, share_trunk: bool) -> None:
@@ -120,8 +123,11 @@ class _Sampler:
 
     def __call__(self, name: str, module: nn.Module, a: Tensor) -> Tensor:
         if self.share_trunk and self.head_input is None:
+            if a.shape[0] % self.n:
+                raise _NotShareable(f"dropout {name!r} saw batch {a.shape[0]}")
             self.trunk_output = a
-            rep = a.detach().unsqueeze(0).expand(self.s, *a.shape).reshape(-1, *a.shape[1:])
+            first = a.detach()[:self.n]
+            rep = first.unsqueeze(0).expand(self.s, *first.shape).reshape(-1, *a.shape[1:])
             self.head_input = rep.clone().requires_grad_(True)
             a = self.head_input
         if a.shape[0] != self.s * self.n:
@@ -179,20 +185,35 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
     table = layer_table(model, x)
     masks = dropout_masks(model, table, n_samples, seed, x.dtype, x.device)
     n = x.shape[0]
+    copies = trunk_copies(model_macs(model, table, stop_at_dropout=True) * n, n_samples)
+    if chunk_size is not None:
+        copies = min(copies, chunk_size)
     if share_trunk == "auto":
-        share_trunk = model_macs(model, table, stop_at_dropout=True) * n >= SHARE_TRUNK_MIN_MACS
+        share_trunk = copies < n_samples
     if share_trunk and masks:
         try:
             return _blrp_shared(model, x, table, comp, masks, target, n_samples, n, alphas,
-                                chunk_size, keep_samples, progress)
+                                copies, keep_samples, progress)
         except _NotShareable:
             pass
     return _blrp_replicated(model, x, table, comp, masks, target, n_samples, n, alphas,
                             chunk_size, keep_samples, progress)
 
 
-#: trunk work (multiply-accumulates for the whole batch) above which sharing pays off
-SHARE_TRUNK_MIN_MACS = 20e6
+#: the fixed cost of one backward call through a trunk, in multiply-accumulates of trunk
+#: work it takes as long as (≈ 0.3 ms on this 2-core CPU: LeNet's per-sample loop, measured)
+BACKWARD_CALL_MACS = 1e7
+
+
+def trunk_copies(trunk_macs: float, n_samples: int) -> int:
+    """How many copies of the input the shared trunk runs on (its backward then takes that
+    many samples per call): the c minimising c·trunk + (S/c)·call overhead, i.e.
+    √(S · overhead / trunk), then evened out so that the S samples split into equal groups.
+    ``trunk_macs``: the trunk's multiply-accumulates for the whole input batch."""
+    c = round((n_samples * BACKWARD_CALL_MACS / max(trunk_macs, 1.0)) ** 0.5)
+    c = min(max(c, 1), n_samples)
+    calls = -(-n_samples // c)
+    return -(-n_samples // calls)
 
 
 def _input_relevance(x: Tensor, refs: list[Tensor], grads: Sequence[Tensor | None],
@@ -208,26 +229,36 @@ def _input_relevance(x: Tensor, refs: list[Tensor], grads: Sequence[Tensor | Non
     return rel
 
 
-def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, chunk_size, keep,
+def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, copies, keep,
                  progress) -> BLRPResult:
+    """The trunk runs on ``copies`` copies of ``x``; its backward takes that many samples
+    per call (the last group padded with zero gradients)."""
     sampler = _Sampler(masks, s, n, share_trunk=True)
+    xr = x.detach().unsqueeze(0).expand(copies, *x.shape).reshape(-1, *x.shape[1:])
+    xr = xr.clone().requires_grad_(True)
     with RelevancePass(model, table, comp, dropout=sampler) as rp, torch.enable_grad():
-        logits = model(x)
-    if logits.shape[0] != s * n or sampler.head_input is None:
+        logits = model(xr)
+    if logits.shape[0] != s * n or sampler.head_input is None \
+            or sampler.trunk_output.shape[0] != copies * n:
         raise _NotShareable("the head did not run on all samples")
     t, probs = _posterior_target(logits, s, n, target)
     with torch.enable_grad():
         (g_head,) = torch.autograd.grad(logits, sampler.head_input, grad_outputs=t)
         g_head = g_head.view(s, n, *g_head.shape[1:])
-        inputs = [x, *rp.references]
         rel = torch.empty(s, *x.shape, dtype=x.dtype, device=x.device)
-        step = chunk_size or max(1, s // 20)
-        for i in range(s):
-            grads = torch.autograd.grad(sampler.trunk_output, inputs, grad_outputs=g_head[i],
-                                        retain_graph=i + 1 < s, allow_unused=True)
-            rel[i] = _input_relevance(x, rp.references, grads, ()).detach()
-            if progress is not None and ((i + 1) % step == 0 or i + 1 == s):
-                progress(i + 1, s)
+        for i0 in range(0, s, copies):
+            k = min(copies, s - i0)
+            g = g_head[i0:i0 + k]
+            if k < copies:
+                g = torch.cat([g, g.new_zeros(copies - k, *g.shape[1:])])
+            grads = torch.autograd.grad(
+                sampler.trunk_output, [xr, *rp.references],
+                grad_outputs=g.reshape(copies * n, *g.shape[2:]),
+                retain_graph=i0 + copies < s, allow_unused=True)
+            r = _input_relevance(xr, rp.references, grads, ()).detach()
+            rel[i0:i0 + k] = r.view(copies, *x.shape)[:k]
+            if progress is not None:
+                progress(i0 + k, s)
     return _finish(rel, alphas, t[:n].argmax(1), probs, keep)
 
 

@@ -133,3 +133,18 @@ def test_input_layer_rules_work_in_blrp(net) -> None:
     rep = le.blrp(model, x, n_samples=5, composite=comp, keep_samples=True, share_trunk=False)
     torch.testing.assert_close(res.samples, rep.samples)
     assert res.samples.abs().sum() > 0
+
+
+def test_trunk_copies_balance_forward_and_backward_calls() -> None:
+    """A heavy trunk (VGG-16's, 15 GMAC) runs once, its backward once per sample; a light
+    one (LeNet's, 3.4 MMAC) on a dozen or so copies; groups of samples are even."""
+    from lrp_engine.bayes import trunk_copies
+
+    assert trunk_copies(15.4e9, 32) == 1
+    c = trunk_copies(3.35e6, 100)
+    assert 10 <= c <= 25
+    calls = -(-100 // c)
+    assert calls * c - 100 < calls  # the last group is padded by fewer than one per call
+    assert trunk_copies(1.0, 7) == 7  # never more copies than samples
+    for s in range(1, 40):
+        assert 1 <= trunk_copies(3.35e6, s) <= s

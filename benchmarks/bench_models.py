@@ -1,8 +1,11 @@
 """Cost of LRP on the real-image models, measured side by side in one run.
 
 1. EfficientNet-Lite0 (bundled ImageNet weights), one 224×224 photo (the bundled cat):
-   ``explain`` with the presets "epsilon" and "epsilon-gamma-box" vs Gradient×Input,
-   interleaved round by round, median of the repeats. Target: ≤ 1.5× Gradient×Input.
+   ``explain`` with the presets "epsilon", "epsilon-gamma-box" and "epsilon-plus-flat" (the
+   Image explorer's default for this model) vs Gradient×Input, interleaved round by round,
+   median of the repeats. Target: ≤ 1.5× Gradient×Input. (γ, z⁺ and zB evaluate each
+   convolution a second time with modified weights: with the native forward and the input
+   gradient that is three convolutions against Gradient×Input's two, ≥ 1.5× by itself.)
 2. VGG-16 (random weights), one 224×224 image: B-LRP with 32 posterior samples (one call;
    the convolutional trunk runs once and its backward is batched over samples) vs 32 single
    eval-mode ``explain`` calls (what a naive loop of one relevance pass per sample costs).
@@ -41,6 +44,7 @@ def bench_efficientnet(repeats: int) -> None:
         "epsilon": lambda: le.explain(model, x, composite="epsilon"),
         "epsilon-gamma-box": lambda: le.explain(
             model, x, composite=le.get_composite("epsilon-gamma-box", low=-1.0, high=1.0)),
+        "epsilon-plus-flat": lambda: le.explain(model, x, composite="epsilon-plus-flat"),
     }, repeats)
     base = t["gradient×input"]
     print(f"\nEfficientNet-Lite0, 1×3×224×224, median of {repeats} interleaved repeats")

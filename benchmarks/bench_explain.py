@@ -4,7 +4,8 @@ For the LeNet (batch 1 and 100) and a random-weight VGG-16 (batch 1 and 8) this 
 median time of Gradient×Input, ``explain(composite="epsilon")`` and
 ``explain(composite="epsilon-gamma-box")``, interleaved in the same run (the machine is
 shared and noisy, so only ratios mean much), and each method's peak extra memory, measured
-in a fresh subprocess per method (``ru_maxrss`` growth during one call).
+in a fresh subprocess per method (growth of the resident set's high-water mark during
+one call; Linux only).
 
     python benchmarks/bench_explain.py            # everything (a few minutes on 2 cores)
     python benchmarks/bench_explain.py --quick    # fewer repeats, VGG batch 1 only
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -52,15 +54,31 @@ def time_methods(model_name: str, batch: int, repeats: int) -> dict[str, float]:
     return interleaved({m: runner(m, model, x) for m in METHODS}, repeats)
 
 
-def _peak_child(model_name: str, batch: int, method: str) -> None:
-    import resource
+#: glibc serves every block over 128 KiB (all but the smallest tensors) from its own mmap and
+#: unmaps it when freed, so the resident set follows the live tensors: otherwise memory
+#: freed by the probe or the model's set-up is reused and hides part of a call's peak
+CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
 
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _peak_child(model_name: str, batch: int, method: str) -> None:
+    """Peak RSS growth of one call: the kernel's high-water mark (VmHWM) is reset to the
+    current RSS just before the call (``/proc/self/clear_refs`` ← 5), so the memory of
+    start-up and loading does not hide the call's own peak."""
     model, x = make(model_name, batch)
     le.layer_table(model, x)  # the cached probe is not part of a call's cost
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
     runner(method, model, x)()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_kib": after - before}))
+    print(json.dumps({"peak_kib": _status_kib("VmHWM") - before}))
 
 
 def peak_memory(model_name: str, batch: int) -> dict[str, float]:
@@ -69,7 +87,7 @@ def peak_memory(model_name: str, batch: int) -> dict[str, float]:
     for m in METHODS:
         res = subprocess.run(
             [sys.executable, __file__, "--child", model_name, str(batch), m],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True, env=CHILD_ENV)
         out[m] = json.loads(res.stdout.strip().splitlines()[-1])["peak_kib"] / 1024
     return out
 

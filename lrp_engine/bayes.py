@@ -236,7 +236,8 @@ def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, copies, kee
     sampler = _Sampler(masks, s, n, share_trunk=True)
     xr = x.detach().unsqueeze(0).expand(copies, *x.shape).reshape(-1, *x.shape[1:])
     xr = xr.clone().requires_grad_(True)
-    with RelevancePass(model, table, comp, dropout=sampler) as rp, torch.enable_grad():
+    with RelevancePass(model, table, comp, dropout=sampler, reuse_ratios=copies < s) as rp, \
+            torch.enable_grad():
         logits = model(xr)
     if logits.shape[0] != s * n or sampler.head_input is None \
             or sampler.trunk_output.shape[0] != copies * n:

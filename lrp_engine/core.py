@@ -16,6 +16,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -113,19 +114,21 @@ class RelevancePass:
     """
 
     def __init__(self, model: nn.Module, table: LayerTable, composite: Composite,
-                 record: bool = False, dropout: DropoutFn | None = None) -> None:
+                 record: bool = False, dropout: DropoutFn | None = None,
+                 reuse_ratios: bool = False) -> None:
         self.model = model
         self.table = table
         self.composite = composite
         self.rules = composite.assign(table)
         self.record = record
         self.dropout = dropout
+        self.reuse_ratios = reuse_ratios
         self.references: list[Tensor] = []
         self._ref_owner: list[str] = []
         self._current: str = ""
         self._stash: dict[int, Tensor] = {}
         self._denominators: dict[int, tuple[Tensor, Tensor]] = {}  # id(z) → (z, d)
-        self._mergeable: dict[int, tuple] = {}  # id(z) → (z, its hook's handle, d)
+        self._mergeable: dict[int, tuple] = {}  # id(z) → (z, its hook's handle, rule)
         self._kept: dict[int, tuple] = {}  # id(in-place activation) → (input copy, d)
         self._handles: list = []
         self._token = object()
@@ -145,6 +148,7 @@ class RelevancePass:
         self._ctx_token = _ACTIVE_PASS.set(self._token)
         try:
             modules = dict(self.model.named_modules())
+            fed = {info.feeds for info in self.table if info.feeds} if not self.record else ()
             for info in self.table:
                 module = modules[info.name]
                 hook = self._hook_for(info)
@@ -152,6 +156,8 @@ class RelevancePass:
                     self._handles.append(module.register_forward_hook(hook))
                 if info.role == "pass-activation" and getattr(module, "inplace", False):
                     self._handles.append(module.register_forward_pre_hook(self._keep_input))
+                if info.name in fed and type(module) is nn.ReLU:
+                    self._handles.append(module.register_forward_hook(self._relu_hook))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -190,23 +196,29 @@ class RelevancePass:
         if self._active():
             self._stash[id(output)] = inputs[0]
 
-    def _take_over_scaling(self, a: Tensor) -> Tensor | None:
-        """If ``a`` is a rescaling rule's output z whose only reader is this activation:
-        remove z's gradient hook and return its denominator d (the pass rule then applies
-        one ratio out / d instead of out / z and then z / d)."""
+    def _take_over_scaling(self, a: Tensor) -> Rule | None:
+        """If ``a`` is a rescaling rule's output z whose only reader is this activation
+        (and z still holds the layer's values): remove z's gradient hook and return the
+        rule, whose scaling the activation then applies itself."""
         merge = self._mergeable.pop(id(a), None)
         if merge is None or merge[0] is not a:
             return None
-        _, handle, d = merge
+        _, handle, rule = merge
         handle.remove()
-        return d
+        return rule
+
+    def _merged_denominator(self, a: Tensor) -> Tensor | None:
+        """For a pass-activation: the denominator d of the scaling it takes over, if any
+        (the pass rule then applies one ratio out / d instead of out / z and then z / d)."""
+        rule = self._take_over_scaling(a)
+        return None if rule is None else rule.native_denominator(a)
 
     def _keep_input(self, module: nn.Module, inputs: tuple) -> None:
         """An in-place activation overwrites its input: keep a (differentiable) copy for
         the pass rule, which needs the values before activation."""
         if self._active():
             a = inputs[0]
-            self._kept[id(module)] = (a.clone(), self._take_over_scaling(a))
+            self._kept[id(module)] = (a.clone(), self._merged_denominator(a))
 
     def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
         if not self._active():
@@ -215,7 +227,17 @@ class RelevancePass:
         if kept is not None:  # in place: ``inputs[0]`` already holds the activated values
             return pass_through(kept[0], output, kept[1])
         a = inputs[0]
-        return pass_through(a, output, self._take_over_scaling(a))
+        return pass_through(a, output, self._merged_denominator(a))
+
+    def _relu_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        """A ReLU reading z alone takes z's scaling z / d over, as out / d(out) at its own
+        output: the same where z > 0 (out = z), and the ReLU passes nothing elsewhere. The
+        ratio is formed in the backward from ``out``, which the ReLU keeps anyway, instead
+        of a ratio map per layer held from the forward (VGG-16: ~50 MB per image)."""
+        if self._active():
+            rule = self._take_over_scaling(inputs[0])  # works in place too: inputs[0] is out
+            if rule is not None:
+                _scale_gradient(output, rule, self.reuse_ratios)
 
     def _dropout_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
@@ -283,12 +305,10 @@ class RelevancePass:
             # unit, no stabiliser) z = 0, and so is z·g
             d_finite = torch.where(torch.isinf(d), 0.0, d)
             self._denominators[id(z)] = (z, d_finite)  # z kept alive: ids stay unique
-        elif feeds_activation:  # only the activation reads z, and it removes this hook;
-            # should it not run, z / d from z's values then (only it could change them)
-            d = rule.native_denominator(z)
-            zd = z.detach()  # not z itself: z → its hook → z would be a reference cycle
-            handle = z.register_hook(lambda g: g * (zd / d))
-            self._mergeable[id(z)] = (z, handle, d)
+        elif feeds_activation and rule.elementwise_ratio:
+            # only the activation reads z, and it removes this hook; should it not run, the
+            # ratio comes from z's values then (only the activation could change them)
+            self._mergeable[id(z)] = (z, _scale_gradient(z, rule, self.reuse_ratios), rule)
         else:
             k = rule.native_ratio(z)
             z.register_hook(lambda g: g * k)
@@ -319,6 +339,24 @@ class RelevancePass:
         for ref, owner, g in zip(self.references, self._ref_owner, grads, strict=True):
             if g is not None:
                 self._accumulate(self.sums_in, owner, ref.detach() * g)
+
+
+def _scale_gradient(t: Tensor, rule: Rule, keep: bool = False) -> Any:
+    """Scale the gradient arriving at ``t`` by ``rule.native_ratio(t)``, formed from ``t``'s
+    values in the backward (nothing held from the forward); with ``keep``, formed in the
+    first backward through ``t`` and kept for the next ones (B-LRP's shared trunk runs
+    several). Returns the hook's handle."""
+    td = t.detach()  # not t itself: t → its hook → t would be a reference cycle
+    if not keep:
+        return t.register_hook(lambda g: g * rule.native_ratio(td))
+    kept: list[Tensor] = []
+
+    def hook(g: Tensor) -> Tensor:
+        if not kept:
+            kept.append(rule.native_ratio(td))
+        return g * kept[0]
+
+    return t.register_hook(hook)
 
 
 @contextmanager

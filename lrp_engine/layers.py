@@ -3,9 +3,9 @@
 One probe forward (batch 1) records every leaf module as it executes: its name, type,
 input/output shapes and role. Convolutions or linear layers whose output feeds a BatchNorm
 directly are marked for folding (canonisation); the probe's autograd graph tells which
-layers' outputs are read by nothing but a pass-activation. The table drives position-based
-composites ("first conv", index ranges), the UI's per-layer rule table and the hooks of one
-relevance pass. It is cached per model and input shape.
+layers' outputs are read by nothing but an activation (a pass-activation or a ReLU). The
+table drives position-based composites ("first conv", index ranges), the UI's per-layer
+rule table and the hooks of one relevance pass. It is cached per model and input shape.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def role_of(module: nn.Module) -> str | None:
 class LayerInfo:
     """One executed leaf layer. ``index`` counts all leaf layers in execution order (like the
     seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
-    the layer a BatchNorm is folded into. ``feeds``: the pass-activation that is the only
-    (differentiable) reader of the output of this layer, run once (a gradient scaling at
-    that output may then be taken over by the activation)."""
+    the layer a BatchNorm is folded into. ``feeds``: the pass-activation or ``nn.ReLU``
+    that is the only (differentiable) reader of the output of this layer, run once (a
+    gradient scaling at that output may then be taken over by the activation)."""
 
     index: int
     name: str
@@ -182,9 +182,9 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
                     f"forward(); only standard layers can be explained")
             return
         calls[name] = calls.get(name, 0) + 1
-        if role_of(module) == "pass-activation" and isinstance(output, Tensor) \
-                and output.grad_fn is not None:  # every call: a module may be reused
-            activation_nodes.append((output.grad_fn, name))
+        if (role_of(module) == "pass-activation" or type(module) is nn.ReLU) \
+                and isinstance(output, Tensor) and output.grad_fn is not None:
+            activation_nodes.append((output.grad_fn, name))  # every call: may be reused
         if name in seen:
             return
         seen.add(name)
@@ -220,7 +220,7 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
             fold[producer[id(inp)]] = name
             folded_into[name] = producer[id(inp)]
 
-    # a layer run once whose output is read by one autograd node only, a pass-activation's
+    # a layer run once whose output is read by one autograd node only, an activation's
     readers = _graph_readers(out)
     activation_of = {id(node): name for node, name in activation_nodes}
     feeds: dict[str, str] = {}

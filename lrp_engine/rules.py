@@ -64,6 +64,9 @@ class Rule:
 
     name: str = "rule"
     needs_input: bool = False
+    #: whether :meth:`native_ratio` maps each element of z on its own (not, e.g., through
+    #: z's RMS): a ReLU may then form it from its output, which equals z where it passes
+    elementwise_ratio: bool = True
 
     def rescales(self, op: AffineOp) -> bool:
         """Whether the rule, on this layer, only rescales the gradient arriving at the
@@ -180,6 +183,7 @@ class EpsilonStd(BasicRule):
     """LRP-ε with ε = factor · RMS of the layer's output, per sample (seed 003's setting)."""
 
     name = "epsilon-std"
+    elementwise_ratio = False
 
     def __init__(self, factor: float = 0.25) -> None:
         super().__init__(stabilizer=0.0)

@@ -241,6 +241,24 @@ def test_a_reused_activation_takes_over_each_callers_scaling() -> None:
                                le.analyze(model, x, composite=comp).relevance)
 
 
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("rule", [le.Epsilon(0.5), le.EpsilonStd(0.5)], ids=["eps", "eps-std"])
+def test_a_relu_takes_over_the_scaling_of_the_layer_it_reads(inplace: bool, rule) -> None:
+    """A ReLU that alone reads a conv's or a linear layer's output applies ε's z / (z + ε)
+    itself, from its output (equal to z where it passes), in place or not; ε·rms(z), which
+    is not elementwise, stays with its layer. Both give the recording pass's relevance."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(inplace=inplace), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 6), nn.ReLU(inplace=inplace),
+                          nn.Linear(6, 3)).double().eval()
+    x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+    assert {i.name: i.feeds for i in le.layer_table(model, x) if i.feeds} == \
+        {"0": "1", "3": "4"}
+    comp = le.Composite(default=rule)
+    torch.testing.assert_close(le.explain(model, x, composite=comp),
+                               le.analyze(model, x, composite=comp).relevance)
+
+
 def test_pass_rule_on_a_same_shape_layer_passes_relevance_unchanged() -> None:
     """The Pass rule (the activations' pass-through, as a rule) hands a square layer's
     output relevance to its input position by position."""

@@ -79,9 +79,10 @@ def _detach(t: Tensor | None) -> Tensor | None:
 #: first layer on a grey or RGB image) is evaluated in the relevance pass as an im2col
 #: matmul: oneDNN's input-gradient kernel is 2–6× slower than matmul + fold on so few taps
 #: (measured on LeNet's and VGG-16's first layers), and the relevance pass is exactly that
-#: gradient. With more taps oneDNN's own kernel is the faster one, except for a pointwise
-#: (1×1, stride 1, unpadded) conv, which is a plain matmul whatever its taps: there, matmul
-#: beats oneDNN's input gradient too (EfficientNet-Lite0's 1×1 convs, measured).
+#: gradient. With more taps oneDNN's own kernel is the faster one, except for the input
+#: gradient of a pointwise (1×1, stride 1, unpadded) conv, a plain matmul whatever its taps,
+#: which matmul computes faster too (EfficientNet-Lite0's 1×1 convs, measured); its forward,
+#: which γ, z⁺ … evaluate again, stays oneDNN's (there matmul was 2–3× slower).
 IM2COL_MAX_TAPS = 32
 
 
@@ -108,14 +109,18 @@ def _geometry(module: nn.Module) -> tuple:
     return module.kernel_size, module.dilation, module.padding, module.stride
 
 
+def _plain_conv2d(module: nn.Module) -> bool:
+    """A Conv2d without groups, zero padding given as numbers, torch's own forward (not,
+    e.g., a subclass padding "SAME" inside ``_conv_forward``)."""
+    return (isinstance(module, nn.Conv2d) and module.groups == 1
+            and type(module)._conv_forward is nn.Conv2d._conv_forward
+            and module.padding_mode == "zeros" and not isinstance(module.padding, str))
+
+
 def _im2col_forward(module: nn.Module) -> Forward | None:
-    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap or pointwise Conv2d
-    (see :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
-    if (not isinstance(module, nn.Conv2d) or module.groups != 1
-            or type(module)._conv_forward is not nn.Conv2d._conv_forward  # e.g. SAME padding
-            or module.padding_mode != "zeros" or isinstance(module.padding, str)
-            or (module.weight[0].numel() > IM2COL_MAX_TAPS
-                and not _pointwise(_geometry(module)))):
+    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap Conv2d (see
+    :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
+    if not _plain_conv2d(module) or module.weight[0].numel() > IM2COL_MAX_TAPS:
         return None
     kernel, dilation, padding, stride = geometry = _geometry(module)
     pointwise = _pointwise(geometry)
@@ -175,11 +180,13 @@ def fold(cols: Tensor, size: tuple[int, int], geometry: tuple) -> Tensor:
 
 def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
                    ) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """For a plain few-tap Conv2d: ``(a, z) ↦ z`` with the im2col gradient (see
-    :class:`_UnfoldGradient`) for the weight ``weight()``, else None."""
-    if _im2col_forward(module) is None:
+    """For a plain few-tap or pointwise Conv2d: ``(a, z) ↦ z`` with the im2col gradient
+    (see :class:`_UnfoldGradient`) for the weight ``weight()``, else None."""
+    if not _plain_conv2d(module):
         return None
     geometry = _geometry(module)
+    if module.weight[0].numel() > IM2COL_MAX_TAPS and not _pointwise(geometry):
+        return None
 
     def regrad(a: Tensor, z: Tensor) -> Tensor:
         w = weight()

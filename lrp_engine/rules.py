@@ -234,12 +234,22 @@ class AlphaBeta(Rule):
         self.bias = bool(bias)
         self.stabilizer = float(stabilizer)
 
-    def _part(self, op: AffineOp, ap: Tensor, an: Tensor, w_for_pos: Tensor,
+    @staticmethod
+    def _part(op: AffineOp, ap: Tensor | None, an: Tensor | None, w_for_pos: Tensor,
               w_for_neg: Tensor, b: Tensor | None) -> Tensor:
+        """``op(a⁺, w_for_pos, b) + op(a⁻, w_for_neg)``; a part whose inputs are all zero
+        (None) is skipped: after a ReLU a layer's input has no negative part, and one
+        convolution does."""
+        if an is None:
+            return op(ap, w_for_pos, b)
+        if ap is None:
+            return op(an, w_for_neg, b)
         return op(ap, w_for_pos, b) + op(an, w_for_neg, None)
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
-        ap, an = a.clamp(min=0), a.clamp(max=0)
+        lo, hi = torch.aminmax(a.detach())
+        ap = a.clamp(min=0) if hi > 0 or lo >= 0 else None  # all-zero a keeps this part
+        an = a.clamp(max=0) if lo < 0 else None
         wp, wn = op.weight.clamp(min=0), op.weight.clamp(max=0)
         b = op.bias if self.bias else None
         bp = None if b is None else b.clamp(min=0)

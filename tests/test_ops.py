@@ -14,7 +14,7 @@ from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, fold, folded_op, li
     (3, 3, 1, 1, 1, True),     # VGG-16's first layer
     (3, 3, 2, 1, 1, False),    # a strided stem without bias
     (2, (3, 5), (2, 1), (0, 2), (2, 1), True),  # rectangular, dilated
-    (48, 1, 1, 0, 1, False),   # pointwise (EfficientNet's 1×1): a matmul, however many taps
+    (20, 1, 1, 0, 1, False),   # pointwise with few taps (EfficientNet's 16/24-channel 1×1)
 ])
 def test_im2col_forward_equals_conv2d(cin, k, stride, padding, dilation, bias) -> None:
     torch.manual_seed(0)
@@ -48,11 +48,15 @@ def test_im2col_only_for_plain_few_tap_convs() -> None:
 
 
 def test_only_a_few_tap_layer_gets_the_im2col_gradient() -> None:
-    """Only a few-tap layer asks the relevance pass to use the im2col gradient (the
-    relevance pass's hot spot) in its place."""
+    """Only a few-tap or pointwise layer asks the relevance pass to use the im2col gradient
+    (the relevance pass's hot spot) in its place."""
     few, many = nn.Conv2d(1, 4, 5), nn.Conv2d(8, 4, 5)
     assert linear_op(few, few(torch.randn(1, 1, 9, 9))).regrad is not None
     assert linear_op(many, many(torch.randn(1, 8, 9, 9))).regrad is None
+    pointwise = nn.Conv2d(IM2COL_MAX_TAPS + 8, 4, 1)  # its gradient is a matmul, any taps
+    op = linear_op(pointwise, pointwise(torch.randn(1, IM2COL_MAX_TAPS + 8, 5, 5)))
+    assert op.regrad is not None
+    assert _im2col_forward(pointwise) is None  # its forward stays oneDNN's
 
 
 @pytest.mark.parametrize("folded", [False, True], ids=["conv", "conv+bn"])
@@ -130,3 +134,41 @@ def test_pool_op_values_and_gradient_equal_avg_pool(pool, size) -> None:
     g = torch.randn_like(z)
     torch.testing.assert_close(torch.autograd.grad(z, a, g)[0],
                                torch.autograd.grad(z_ref, a, g)[0])
+
+
+def test_alpha_beta_skips_the_inputs_sign_that_is_absent() -> None:
+    """αβ / z⁺ evaluate the layer once for an input without negative (or positive) entries,
+    as after a ReLU, and give what both parts, always evaluated, give."""
+    import lrp_engine as le
+    from lrp_engine.ops import AffineOp
+
+    lin = nn.functional.linear
+    torch.manual_seed(2)
+    layer = nn.Linear(4, 3).double()
+    w, bias = layer.weight.detach(), layer.bias.detach()
+    calls: list[int] = []
+
+    def counted(a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        calls.append(1)
+        return lin(a, w, b)
+
+    def both_parts(rule: le.AlphaBeta, a: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        ap, an, wp, wn = a.clamp(min=0), a.clamp(max=0), w.clamp(min=0), w.clamp(max=0)
+        b = bias if rule.bias else torch.zeros_like(bias)
+        zp = lin(ap, wp, b.clamp(min=0)) + lin(an, wn)
+        zn = lin(ap, wn, b.clamp(max=0)) + lin(an, wp)
+        return (rule.alpha * zp * (z / (zp + rule.stabilizer)).detach()
+                - rule.beta * zn * (z / (zn - rule.stabilizer)).detach())
+
+    for sign, n_calls in ((1.0, 1), (-1.0, 1), (0.0, 2)):
+        a = (sign * torch.rand(2, 4, dtype=torch.float64) if sign
+             else torch.randn(2, 4, dtype=torch.float64)).requires_grad_(True)
+        z = layer(a).detach()
+        for rule in (le.ZPlus(), le.AlphaBeta(2.0, 1.0)):
+            calls.clear()
+            m = rule.modified(AffineOp(counted, w, bias), a, z, None)
+            assert len(calls) == n_calls * (2 if rule.beta else 1)
+            ref = both_parts(rule, a, z)
+            torch.testing.assert_close(m, ref)
+            torch.testing.assert_close(torch.autograd.grad(m.sum(), a)[0],
+                                       torch.autograd.grad(ref.sum(), a)[0])

@@ -283,9 +283,9 @@ class RelevancePass:
                feeds_activation: bool = False) -> Tensor | None:
         """Apply ``rule`` to the layer with input ``a`` and native output ``z``; return the
         output to use instead of ``z`` (None: keep ``z``). A rule that only rescales keeps
-        ``z`` and scales the gradient arriving at it by z / d; if a pass-activation is
-        ``z``'s only reader (``feeds_activation``, from the layer table), the activation
-        takes that scaling over (:meth:`_take_over_scaling`)."""
+        ``z`` and scales the gradient arriving at it by z / d; if an activation (a
+        pass-activation or a ReLU) is ``z``'s only reader (``feeds_activation``, from the
+        layer table), the activation takes that scaling over (:meth:`_take_over_scaling`)."""
         self._current = name
         rescale = z.requires_grad and rule.rescales(op)
         if rescale:

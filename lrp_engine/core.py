@@ -129,7 +129,7 @@ class RelevancePass:
         self._stash: dict[int, Tensor] = {}
         self._denominators: dict[int, tuple[Tensor, Tensor]] = {}  # id(z) → (z, d)
         self._mergeable: dict[int, tuple] = {}  # id(z) → (z, its hook's handle, rule)
-        self._kept: dict[int, tuple] = {}  # id(in-place activation) → (input copy, d)
+        self._kept: dict[int, Tensor] = {}  # id(in-place activation) → its input, copied
         self._handles: list = []
         self._token = object()
         self._ctx_token: contextvars.Token | None = None
@@ -215,17 +215,23 @@ class RelevancePass:
 
     def _keep_input(self, module: nn.Module, inputs: tuple) -> None:
         """An in-place activation overwrites its input: keep a (differentiable) copy for
-        the pass rule, which needs the values before activation."""
+        the pass rule, which needs the values before activation. It takes no scaling over
+        (what reads the overwritten tensor later reaches z through the activation's own
+        gradient), and z's ratio is formed now, while z still holds the layer's values."""
         if self._active():
             a = inputs[0]
-            self._kept[id(module)] = (a.clone(), self._merged_denominator(a))
+            rule = self._take_over_scaling(a)
+            if rule is not None:
+                k = rule.native_ratio(a)
+                a.register_hook(lambda g: g * k)
+            self._kept[id(module)] = a.clone()
 
     def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
         if not self._active():
             return None
         kept = self._kept.pop(id(module), None)
         if kept is not None:  # in place: ``inputs[0]`` already holds the activated values
-            return pass_through(kept[0], output, kept[1])
+            return pass_through(kept, output)
         a = inputs[0]
         return pass_through(a, output, self._merged_denominator(a))
 

@@ -514,3 +514,58 @@ def test_lrp0_without_stabiliser_survives_dead_pool_windows(maxpool: str) -> Non
     for lr in res.layers:
         assert torch.isfinite(lr.input_relevance).all(), lr.name
     assert_rel(res.relevance, le.gradient_x_input(model, x, target=0))
+
+
+# --------------------------------------------------------------------------------------------
+# merged scalings: an activation taking its layer's z / d over changes nothing
+# --------------------------------------------------------------------------------------------
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardtanh, nn.ELU, nn.Tanh, nn.LeakyReLU)
+
+
+class _Block(nn.Module):
+    """conv → [BatchNorm] → activation (maybe in place), optionally summed with its input z
+    as well (then the activation is not z's only reader)."""
+
+    def __init__(self, cin: int, cout: int, act: type, inplace: bool, bn: bool,
+                 reread: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn = nn.BatchNorm2d(cout) if bn else nn.Identity()
+        self.act = act(inplace=inplace) if act is not nn.Tanh else act()
+        self.reread = reread
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bn(self.conv(x))
+        if self.reread:  # z read twice, by the activation and by the sum
+            return self.act(z) + z
+        return self.act(z)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000),
+       blocks=st.lists(st.tuples(st.sampled_from(ACTIVATIONS), st.booleans(), st.booleans(),
+                                 st.booleans()), min_size=1, max_size=3),
+       rule=st.sampled_from(["epsilon", "zero", "epsilon-std"]))
+def test_merged_scalings_equal_the_recording_pass(seed: int, blocks: list, rule: str) -> None:
+    """On random conv nets with any activation (in place or not), BatchNorm or not and
+    outputs read once or twice, ``explain`` (which lets activations take their layer's
+    scaling over) equals ``analyze`` (which never does)."""
+    torch.manual_seed(seed)
+    layers, cin = [], 2
+    for act, inplace, bn, reread in blocks:
+        layers.append(_Block(cin, 3, act, inplace, bn, reread))
+        cin = 3
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(3 * 5 * 5, 4)).double().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.05, 0.5)  # activations beyond ReLU6's and
+                m.weight.normal_(1, 0.5)            # Hardtanh's kinks
+    x = 2 * torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    rules = {"epsilon": le.Epsilon(0.3), "zero": le.Zero(), "epsilon-std": le.EpsilonStd(0.5)}
+    comp = le.Composite(default=rules[rule])
+    got = le.explain(model, x, composite=comp)
+    assert torch.isfinite(got).all()
+    assert_rel(got, le.analyze(model, x, composite=comp).relevance, rtol=1e-9)

@@ -148,3 +148,26 @@ def test_trunk_copies_balance_forward_and_backward_calls() -> None:
     assert trunk_copies(1.0, 7) == 7  # never more copies than samples
     for s in range(1, 40):
         assert 1 <= trunk_copies(3.35e6, s) <= s
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_shared_trunk_with_merged_scalings_equals_replication(inplace: bool) -> None:
+    """A trunk of conv → BatchNorm → ReLU6 / ReLU blocks (whose activations take ε's
+    scaling over) shared over samples, in groups of any size, gives the replicated
+    input's samples."""
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6(inplace=inplace),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(inplace=inplace), nn.Dropout2d(0.5),
+        nn.Conv2d(4, 3, 3), nn.BatchNorm2d(3), nn.SiLU(), nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 5)).double().eval()
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.01, 0.1)  # values beyond ReLU6's kink
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    assert len([i for i in le.layer_table(model, x) if i.feeds]) == 3
+    comp = le.Composite(default=le.Epsilon(0.3))
+    rep = le.blrp(model, x, n_samples=7, composite=comp, keep_samples=True, share_trunk=False)
+    for chunk in (1, 3, 7):
+        shared = le.blrp(model, x, n_samples=7, composite=comp, keep_samples=True,
+                         share_trunk=True, chunk_size=chunk)
+        torch.testing.assert_close(shared.samples, rep.samples, rtol=1e-10, atol=1e-12)

@@ -222,8 +222,7 @@ class RelevancePass:
             a = inputs[0]
             rule = self._take_over_scaling(a)
             if rule is not None:
-                k = rule.native_ratio(a)
-                a.register_hook(lambda g: g * k)
+                _scale_gradient(a, rule.native_ratio(a), self.reuse_ratios)
             self._kept[id(module)] = a.clone()
 
     def _pass_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
@@ -243,7 +242,8 @@ class RelevancePass:
         if self._active():
             rule = self._take_over_scaling(inputs[0])  # works in place too: inputs[0] is out
             if rule is not None:
-                _scale_gradient(output, rule, self.reuse_ratios)
+                out = output.detach()  # not output itself: output → its hook → output
+                _scale_gradient(output, lambda: rule.native_ratio(out), self.reuse_ratios)
 
     def _dropout_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
@@ -314,10 +314,11 @@ class RelevancePass:
         elif feeds_activation and rule.elementwise_ratio:
             # only the activation reads z, and it removes this hook; should it not run, the
             # ratio comes from z's values then (only the activation could change them)
-            self._mergeable[id(z)] = (z, _scale_gradient(z, rule, self.reuse_ratios), rule)
-        else:
-            k = rule.native_ratio(z)
-            z.register_hook(lambda g: g * k)
+            zd = z.detach()  # not z itself: z → its hook → z would be a reference cycle
+            handle = _scale_gradient(z, lambda: rule.native_ratio(zd), self.reuse_ratios)
+            self._mergeable[id(z)] = (z, handle, rule)
+        else:  # formed now: a later reader may write to z in place
+            _scale_gradient(z, rule.native_ratio(z), self.reuse_ratios)
         return None
 
     def _record(self, name: str, rule: Rule, a: Tensor, z: Tensor, out: Tensor) -> None:
@@ -347,20 +348,28 @@ class RelevancePass:
                 self._accumulate(self.sums_in, owner, ref.detach() * g)
 
 
-def _scale_gradient(t: Tensor, rule: Rule, keep: bool = False) -> Any:
-    """Scale the gradient arriving at ``t`` by ``rule.native_ratio(t)``, formed from ``t``'s
-    values in the backward (nothing held from the forward); with ``keep``, formed in the
-    first backward through ``t`` and kept for the next ones (B-LRP's shared trunk runs
-    several). Returns the hook's handle."""
-    td = t.detach()  # not t itself: t → its hook → t would be a reference cycle
-    if not keep:
-        return t.register_hook(lambda g: g * rule.native_ratio(td))
-    kept: list[Tensor] = []
+def _scale_gradient(t: Tensor, ratio: Tensor | Callable[[], Tensor], keep: bool = False
+                    ) -> Any:
+    """Scale the gradient arriving at ``t`` by ``ratio``: a tensor, or a function forming it
+    in the backward (from values the graph keeps anyway: nothing held from the forward).
+    Unless ``keep`` (B-LRP's shared trunk runs several backward passes), the hook lets go
+    of the ratio and what it is formed from once used, so that they are freed as the
+    backward goes, like the graph's own saved tensors, not when its last node dies (VGG-16:
+    every ReLU output was held to the end). Returns the hook's handle."""
+    box: list = [ratio]
 
     def hook(g: Tensor) -> Tensor:
-        if not kept:
-            kept.append(rule.native_ratio(td))
-        return g * kept[0]
+        if not box:
+            raise RuntimeError("a relevance pass's graph was run backward twice; "
+                               "create the RelevancePass with reuse_ratios=True")
+        r = box[0]
+        if callable(r):
+            r = r()
+        if keep:
+            box[0] = r
+        else:
+            box.clear()
+        return g * r
 
     return t.register_hook(hook)
 

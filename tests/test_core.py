@@ -259,6 +259,27 @@ def test_a_relu_takes_over_the_scaling_of_the_layer_it_reads(inplace: bool, rule
                                le.analyze(model, x, composite=comp).relevance)
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_relevance_graph_runs_backward_again_only_with_kept_ratios(reuse: bool) -> None:
+    """The scaling hooks free their ratios once used (memory), so a second backward
+    through the same pass needs ``reuse_ratios=True`` (as B-LRP's shared trunk sets) and
+    then gives the same gradient; without it, a clear error instead of a wrong one."""
+    from lrp_engine.core import RelevancePass
+
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    comp = le.get_composite("epsilon")
+    with RelevancePass(model, le.layer_table(model, x), comp, reuse_ratios=reuse):
+        out = model(x)
+    (first,) = torch.autograd.grad(out.sum(), x, retain_graph=True)
+    if reuse:
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], first)
+    else:
+        with pytest.raises(RuntimeError, match="reuse_ratios"):
+            torch.autograd.grad(out.sum(), x)
+
+
 def test_pass_rule_on_a_same_shape_layer_passes_relevance_unchanged() -> None:
     """The Pass rule (the activations' pass-through, as a rule) hands a square layer's
     output relevance to its input position by position."""

@@ -256,6 +256,7 @@ class RelevancePass:
         folded_from = info.folded_into  # this BatchNorm closes a folded conv/linear
         rule_name = folded_from or info.name
         rule = self.rules[rule_name]
+        feeds_activation = info.feeds is not None
 
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
             if not self._active():
@@ -276,9 +277,9 @@ class RelevancePass:
                 op = pool_op(module, output, a)
             if op.regrad is not None and output.requires_grad:  # same values, faster gradient
                 output = op.native = op.regrad(a, output)
-                replaced = self._apply(rule_name, rule, op, a, output, info.feeds is not None)
+                replaced = self._apply(rule_name, rule, op, a, output, feeds_activation)
                 return output if replaced is None else replaced
-            return self._apply(rule_name, rule, op, a, output, info.feeds is not None)
+            return self._apply(rule_name, rule, op, a, output, feeds_activation)
 
         return hook
 
@@ -305,8 +306,7 @@ class RelevancePass:
             return out
         if self.record:  # the conservation sums need d itself
             d = rule.native_denominator(z)
-            k = z.detach() / d  # d never 0
-            z.register_hook(lambda g: g * k)
+            _scale_gradient(z, z.detach() / d, self.reuse_ratios)  # d never 0
             # a later layer reading z sees the scaled gradient; where d = inf (a dead
             # unit, no stabiliser) z = 0, and so is z·g
             d_finite = torch.where(torch.isinf(d), 0.0, d)

@@ -109,6 +109,13 @@ def _geometry(module: nn.Module) -> tuple:
     return module.kernel_size, module.dilation, module.padding, module.stride
 
 
+def _out_size(h: int, w: int, geometry: tuple) -> tuple[int, int]:
+    """A conv's output height and width for an input of ``h`` × ``w`` pixels."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
+    return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
+            (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+
+
 def _plain_conv2d(module: nn.Module) -> bool:
     """A Conv2d without groups, zero padding given as numbers, torch's own forward (not,
     e.g., a subclass padding "SAME" inside ``_conv_forward``)."""
@@ -126,9 +133,8 @@ def _im2col_forward(module: nn.Module) -> Forward | None:
     pointwise = _pointwise(geometry)
 
     def forward(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-        n, _, h, wd = a.shape
-        ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-        wo = (wd + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        n = a.shape[0]
+        ho, wo = _out_size(a.shape[-2], a.shape[-1], geometry)
         cols = (a.reshape(n, a.shape[1], -1) if pointwise
                 else F.unfold(a, kernel, dilation, padding, stride))  # [N, taps, ho·wo]
         z = (w.reshape(w.shape[0], -1) @ cols).view(n, w.shape[0], ho, wo)
@@ -166,8 +172,7 @@ def fold(cols: Tensor, size: tuple[int, int], geometry: tuple) -> Tensor:
     order of float additions."""
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
     h, w = size
-    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = _out_size(h, w, geometry)
     n = cols.shape[0]
     taps = cols.view(n, -1, kh, kw, ho, wo)
     out = cols.new_zeros(n, taps.shape[1], h + 2 * ph, w + 2 * pw)

@@ -269,10 +269,14 @@ def _deep_taylor(low: Bound = None, high: Bound = None, maxpool: str = "avg") ->
                      maxpool=maxpool, name="deep-taylor")
 
 
-@preset("w2-alpha-beta", "w² on the first layer, then αβ (seed 004's 'wwab')")
+@preset("w2-alpha-beta", "w² on the first layer, LRP-0 on pooling layers, then αβ (seed 004's "
+        "'wwab')")
 def _w2_alpha_beta(alpha: float = 2.0, beta: float = 1.0, maxpool: str = "avg") -> Composite:
-    return Composite([(First(), WSquare())], default=AlphaBeta(alpha, beta), maxpool=maxpool,
-                     name="w2-alpha-beta")
+    # a pool's weights are all positive and its inputs (after a ReLU) too: αβ would find no
+    # negative part and hand on α·R, doubling the relevance at every pool; LRP-0 conserves
+    pools = ByType(*MAXPOOL_TYPES, *AVGPOOL_TYPES)
+    return Composite([(First(), WSquare()), (pools, Zero())], default=AlphaBeta(alpha, beta),
+                     maxpool=maxpool, name="w2-alpha-beta")
 
 
 VGG_BLOCK_GAMMAS = (1.0, 10 ** -0.5, 10 ** -1.0, 10 ** -1.5, 10 ** -2.0)

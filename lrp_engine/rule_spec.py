@@ -6,10 +6,11 @@ turns any composite (a preset) into rows for a model; :func:`composite_from_rows
 edited rows back into a :class:`Composite`. Rows are frozen dataclasses, so a tuple of them
 is a cache key.
 
-Main parameters: ε for ``epsilon``, the factor for ``epsilon-std`` (ε = factor · rms(z)), γ
-for ``gamma``, α for ``alpha-beta`` (β = α − 1, so α − β = 1 keeps the total); the other
-rules have none. zB's pixel bounds are not a row parameter: they come from the model's
-input range (``low``/``high``).
+Main parameters (each rule class says which: ``param``): ε for ``epsilon``, the factor for
+``epsilon-std`` (ε = factor · rms(z)), γ for ``gamma`` and ``gamma-plain``, α for
+``alpha-beta`` (β = α − 1, so α − β = 1 keeps the total); the other rules have none. zB's
+pixel bounds are not a row parameter: they come from the model's input range
+(``low``/``high``).
 """
 
 from __future__ import annotations
@@ -22,25 +23,16 @@ from torch import Tensor
 
 from .composites import Composite, get_composite
 from .layers import LayerTable
-from .rules import AlphaBeta, Epsilon, EpsilonStd, Gamma, Rule, ZBox, make_rule
+from .rules import RULES, AlphaBeta, Rule, ZBox
 
 #: rule short name → (label shown to users, name of its main parameter or None)
 RULE_LABELS: dict[str, tuple[str, str | None]] = {
-    "0": ("LRP-0", None),
-    "epsilon": ("LRP-ε", "ε"),
-    "epsilon-std": ("LRP-ε·rms(z)", "factor"),
-    "gamma": ("LRP-γ", "γ"),
-    "alpha-beta": ("LRP-αβ (β = α−1)", "α"),
-    "zplus": ("z⁺", None),
-    "zbox": ("zB (box)", None),
-    "flat": ("flat", None),
-    "w2": ("w²", None),
-    "pass": ("pass-through", None),
-}
+    name: (cls.label, cls.param_label) for name, cls in RULES.items()}
 #: rules that only make sense on the first layer (their input must be the model's input)
-INPUT_RULES = ("zbox", "flat", "w2")
+INPUT_RULES = tuple(name for name, cls in RULES.items() if cls.needs_input)
 #: default main parameter of each rule that has one
-DEFAULT_PARAMS = {"epsilon": 0.25, "epsilon-std": 0.25, "gamma": 0.25, "alpha-beta": 2.0}
+DEFAULT_PARAMS = {name: cls.default_param for name, cls in RULES.items()
+                  if cls.param is not None}
 
 
 @dataclass(frozen=True)
@@ -57,42 +49,28 @@ class LayerRule:
 
 def main_param(rule: Rule) -> float | None:
     """The main parameter of a rule object (see the module docstring), or None."""
-    if isinstance(rule, Gamma):
-        return rule.gamma
-    if isinstance(rule, EpsilonStd):
-        return rule.factor
-    if isinstance(rule, Epsilon):
-        return rule.epsilon
-    if isinstance(rule, AlphaBeta) and rule.name == "alpha-beta":
-        return rule.alpha
-    return None
+    return rule.main_param()
 
 
 def rule_from_row(rule: str, param: float | None = None, low: float | Tensor | None = None,
                   high: float | Tensor | None = None) -> Rule:
     """A rule object from a short name and its main parameter (None or NaN: the default)."""
-    if rule not in RULE_LABELS:
-        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULE_LABELS)}")
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULES)}")
+    cls = RULES[rule]
     if param is None or (isinstance(param, float) and math.isnan(param)):
-        param = DEFAULT_PARAMS.get(rule)
-    if rule in ("epsilon", "epsilon-std", "gamma", "alpha-beta"):
+        param = cls.default_param
+    if cls.param is not None:
         p = float(param)
         if not math.isfinite(p) or p < 0:
-            raise ValueError(f"{RULE_LABELS[rule][1]} of {RULE_LABELS[rule][0]} must be a "
-                             f"finite number ≥ 0, got {param}")
-        if rule == "alpha-beta" and p < 1:
+            raise ValueError(f"{cls.param_label} of {cls.label} must be a finite number ≥ 0, "
+                             f"got {param}")
+        if cls is AlphaBeta and p < 1:
             raise ValueError(f"α of LRP-αβ must be ≥ 1 (β = α − 1 ≥ 0), got {p:g}")
-    if rule == "epsilon":
-        return Epsilon(float(param))
-    if rule == "epsilon-std":
-        return EpsilonStd(float(param))
-    if rule == "gamma":
-        return Gamma(float(param))
-    if rule == "alpha-beta":
-        return AlphaBeta(float(param), float(param) - 1.0)
-    if rule == "zbox":
+        return cls.from_param(p)
+    if cls is ZBox:
         return ZBox(low, high)
-    return make_rule(rule)
+    return cls()
 
 
 def rows_from_composite(composite: str | Composite, table: LayerTable) -> tuple[LayerRule, ...]:

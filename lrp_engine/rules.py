@@ -60,10 +60,21 @@ def _ratio(z: Tensor, d: Tensor) -> Tensor:
 
 
 class Rule:
-    """Base class. Subclasses implement :meth:`modified`; ``name`` is the display name."""
+    """Base class. Subclasses implement :meth:`modified`.
+
+    A rule carries its own facts: ``name`` (short, what a rule table stores), ``label``
+    (shown to users), ``param`` (the attribute holding its one main parameter, or None) with
+    ``param_label`` and ``default_param``, ``needs_input`` (input-layer rules: zB, flat, w²)
+    and ``loss_reason`` (why it may not conserve relevance, for the conservation report).
+    """
 
     name: str = "rule"
+    label: str = "rule"
+    param: str | None = None
+    param_label: str | None = None
+    default_param: float | None = None
     needs_input: bool = False
+    loss_reason: str = "the bias absorbs (or creates) its share of the relevance"
     #: whether :meth:`native_ratio` maps each element of z on its own (not, e.g., through
     #: z's RMS): a ReLU may then form it from its output, which equals z where it passes
     elementwise_ratio: bool = True
@@ -86,6 +97,17 @@ class Rule:
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def from_param(cls, value: float | None = None) -> Rule:
+        """The rule with its main parameter set to ``value`` (None: the default)."""
+        if cls.param is None:
+            return cls()
+        return cls(**{cls.param: cls.default_param if value is None else float(value)})
+
+    def main_param(self) -> float | None:
+        """The value of the main parameter, or None for a rule without one."""
+        return None if self.param is None else getattr(self, self.param)
 
     def describe(self) -> str:
         """Short human-readable form, e.g. ``γ=0.25``."""
@@ -113,6 +135,26 @@ def _params_equal(a: dict, b: dict) -> bool:
         elif x != y:
             return False
     return True
+
+
+def _signed_parts(a: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """(a⁺, a⁻), a part being None when it is all zero (after a ReLU there is no a⁻; an
+    all-zero ``a`` keeps a⁺)."""
+    lo, hi = torch.aminmax(a.detach())
+    ap = a.clamp(min=0) if hi > 0 or lo >= 0 else None
+    an = a.clamp(max=0) if lo < 0 else None
+    return ap, an
+
+
+def _signed_sum(op: AffineOp, ap: Tensor | None, an: Tensor | None, w_for_pos: Tensor,
+                w_for_neg: Tensor, b: Tensor | None) -> Tensor:
+    """``op(a⁺, w_for_pos, b) + op(a⁻, w_for_neg)``, skipping a part that is None (one
+    evaluation of the layer instead of two after a ReLU)."""
+    if an is None:
+        return op(ap, w_for_pos, b)
+    if ap is None:
+        return op(an, w_for_neg, b)
+    return op(ap, w_for_pos, b) + op(an, w_for_neg, None)
 
 
 class BasicRule(Rule):
@@ -160,6 +202,7 @@ class Zero(BasicRule):
     """LRP-0: redistribute in proportion to the contributions a_i w_ij (bias included)."""
 
     name = "0"
+    label = "LRP-0"
 
     def describe(self) -> str:
         return "LRP-0"
@@ -170,6 +213,10 @@ class Epsilon(BasicRule):
     relevance (not conservative: the absorbed share is lost)."""
 
     name = "epsilon"
+    label = "LRP-ε"
+    param, param_label, default_param = "epsilon", "ε", 0.25
+    loss_reason = ("ε absorbs the relevance of weak or contradictory contributions, and the "
+                   "bias takes its share")
 
     def __init__(self, epsilon: float = 1e-6) -> None:
         super().__init__(stabilizer=epsilon)
@@ -183,6 +230,9 @@ class EpsilonStd(BasicRule):
     """LRP-ε with ε = factor · RMS of the layer's output, per sample (seed 003's setting)."""
 
     name = "epsilon-std"
+    label = "LRP-ε·rms(z)"
+    param, param_label, default_param = "factor", "factor", 0.25
+    loss_reason = Epsilon.loss_reason
     elementwise_ratio = False
 
     def __init__(self, factor: float = 0.25) -> None:
@@ -198,10 +248,18 @@ class EpsilonStd(BasicRule):
         return f"ε={self.factor:g}·rms(z)"
 
 
-class Gamma(BasicRule):
-    """LRP-γ: ρ(w) = w + γ w⁺ (bias likewise) favours positive contributions."""
+class GammaPlain(BasicRule):
+    """Plain LRP-γ: ρ(w) = w + γ w⁺ (bias likewise), the same for every output.
 
-    name = "gamma"
+    Valid only where its assumptions hold: non-negative inputs (after a ReLU) and a
+    positive output. Elsewhere (after BatchNorm folding, in residual branches, linear
+    bottlenecks) the denominator Σ a ρ(w) + ρ(b) can cross zero while z does not, and the
+    relevance explodes; use :class:`Gamma`, which equals this rule where the assumptions
+    hold."""
+
+    name = "gamma-plain"
+    label = "LRP-γ plain (inputs ≥ 0)"
+    param, param_label, default_param = "gamma", "γ", 0.25
     identity_params = False
 
     def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9) -> None:
@@ -215,6 +273,53 @@ class Gamma(BasicRule):
         return None if b is None else b + self.gamma * b.clamp(min=0)
 
     def describe(self) -> str:
+        return f"γ={self.gamma:g} plain"
+
+
+class Gamma(Rule):
+    """Generalised LRP-γ (Montavon et al. 2019; Andéol et al. 2021; zennit's ``Gamma``): each
+    output's contributions of its own sign are boosted by (1 + γ).
+
+    With contributions c_ij = a_i w_ij, z_j = Σ_i c_ij + b_j:
+
+        z_j > 0:  R_i = Σ_j (c_ij + γ c_ij⁺) / (z_j + γ (Σ_i c_ij⁺ + b_j⁺)) · R_j
+        z_j < 0:  R_i = Σ_j (c_ij + γ c_ij⁻) / (z_j + γ (Σ_i c_ij⁻ + b_j⁻)) · R_j
+
+    The denominator has z's sign and at least its size, so it never crosses zero. For
+    inputs a ≥ 0 and z > 0 this is plain γ (:class:`GammaPlain`). With P = Σ c⁺ (the
+    positive contributions) and N = z − b − P, both numerators are combinations of z and
+    P, so the rule costs one extra evaluation of the layer (two when inputs have both
+    signs)."""
+
+    name = "gamma"
+    label = "LRP-γ"
+    param, param_label, default_param = "gamma", "γ", 0.25
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9) -> None:
+        self.gamma = float(gamma)
+        self.stabilizer = float(stabilizer)
+
+    def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
+        ap, an = _signed_parts(a)
+        w = op.weight
+        zc = op.native if op.native is not None else op(a, w, op.bias)  # affine value
+        positive = _signed_sum(op, ap, an, w.clamp(min=0), w.clamp(max=0), None)  # P = Σ c⁺
+        b = op.bias
+        zd, pd = zc.detach(), positive.detach()
+        up = zd > 0
+        if b is None:
+            boost = torch.where(up, pd, zd - pd)  # P or N
+        else:
+            bd = b.detach().view(1, -1, *([1] * (zd.dim() - 2)))
+            boost = torch.where(up, pd + bd.clamp(min=0), zd - bd - pd + bd.clamp(max=0))
+        r = _ratio(z, stabilize(zd + self.gamma * boost, self.stabilizer))
+        r = torch.where(zd == 0, 0.0, r)
+        # z > 0: (z + γP)·r;  z < 0: (z + γN)·r = ((1 + γ) z − γ P − γ b)·r
+        c_z = torch.where(up, r, (1 + self.gamma) * r)
+        c_p = torch.where(up, self.gamma * r, -self.gamma * r)
+        return c_z * zc + c_p * positive
+
+    def describe(self) -> str:
         return f"γ={self.gamma:g}"
 
 
@@ -224,6 +329,10 @@ class AlphaBeta(Rule):
     bias in both denominators."""
 
     name = "alpha-beta"
+    label = "LRP-αβ (β = α−1)"
+    param, param_label, default_param = "alpha", "α", 2.0
+    loss_reason = ("αβ drops the bias's share and an output's positive/negative part when "
+                   "that part is empty")
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, bias: bool = True,
                  stabilizer: float = 1e-9) -> None:
@@ -234,30 +343,22 @@ class AlphaBeta(Rule):
         self.bias = bool(bias)
         self.stabilizer = float(stabilizer)
 
-    @staticmethod
-    def _part(op: AffineOp, ap: Tensor | None, an: Tensor | None, w_for_pos: Tensor,
-              w_for_neg: Tensor, b: Tensor | None) -> Tensor:
-        """``op(a⁺, w_for_pos, b) + op(a⁻, w_for_neg)``; a part whose inputs are all zero
-        (None) is skipped: after a ReLU a layer's input has no negative part, and one
-        convolution does."""
-        if an is None:
-            return op(ap, w_for_pos, b)
-        if ap is None:
-            return op(an, w_for_neg, b)
-        return op(ap, w_for_pos, b) + op(an, w_for_neg, None)
+    @classmethod
+    def from_param(cls, value: float | None = None) -> Rule:
+        """αβ with α = ``value`` and β = α − 1 (α − β = 1 keeps the total)."""
+        alpha = cls.default_param if value is None else float(value)
+        return cls(alpha, alpha - 1.0)
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
-        lo, hi = torch.aminmax(a.detach())
-        ap = a.clamp(min=0) if hi > 0 or lo >= 0 else None  # all-zero a keeps this part
-        an = a.clamp(max=0) if lo < 0 else None
+        ap, an = _signed_parts(a)
         wp, wn = op.weight.clamp(min=0), op.weight.clamp(max=0)
         b = op.bias if self.bias else None
         bp = None if b is None else b.clamp(min=0)
         bn = None if b is None else b.clamp(max=0)
-        zp = self._part(op, ap, an, wp, wn, bp)  # Σ (a w)⁺ (+ b⁺)
+        zp = _signed_sum(op, ap, an, wp, wn, bp)  # Σ (a w)⁺ (+ b⁺)
         m = self.alpha * zp * _ratio(z, nonzero(zp + self.stabilizer))
         if self.beta:
-            zn = self._part(op, ap, an, wn, wp, bn)  # Σ (a w)⁻ (+ b⁻)
+            zn = _signed_sum(op, ap, an, wn, wp, bn)  # Σ (a w)⁻ (+ b⁻)
             m = m - self.beta * zn * _ratio(z, nonzero(zn - self.stabilizer))
         return m
 
@@ -269,6 +370,9 @@ class ZPlus(AlphaBeta):
     """z⁺: only positive contributions, bias ignored (αβ with α=1, β=0)."""
 
     name = "zplus"
+    label = "z⁺"
+    param = None
+    loss_reason = "the rule ignores the bias, so the bias's share of the output is lost"
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
         super().__init__(alpha=1.0, beta=0.0, bias=False, stabilizer=stabilizer)
@@ -301,7 +405,9 @@ class ZBox(Rule):
     """
 
     name = "zbox"
+    label = "zB (box)"
     needs_input = True
+    loss_reason = ZPlus.loss_reason
 
     def __init__(self, low: float | Tensor | None = None, high: float | Tensor | None = None,
                  stabilizer: float = 1e-9) -> None:
@@ -331,7 +437,9 @@ class Flat(Rule):
     """Flat: every input in an output's receptive field gets an equal share (input layer)."""
 
     name = "flat"
+    label = "flat"
     needs_input = True
+    loss_reason = ZPlus.loss_reason
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
         self.stabilizer = float(stabilizer)
@@ -349,7 +457,9 @@ class WSquare(Rule):
     """w²: shares proportional to squared weights, independent of the input (input layer)."""
 
     name = "w2"
+    label = "w²"
     needs_input = True
+    loss_reason = ZPlus.loss_reason
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
         self.stabilizer = float(stabilizer)
@@ -368,6 +478,7 @@ class Pass(Rule):
     (only for layers whose input and output have the same shape)."""
 
     name = "pass"
+    label = "pass-through"
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         if a.shape != z.shape:
@@ -414,7 +525,8 @@ def pass_through(a: Tensor, out: Tensor, denominator: Tensor | None = None) -> T
 
 RULES: dict[str, type[Rule]] = {
     cls.name: cls
-    for cls in (Zero, Epsilon, EpsilonStd, Gamma, AlphaBeta, ZPlus, ZBox, Flat, WSquare, Pass)
+    for cls in (Zero, Epsilon, EpsilonStd, Gamma, GammaPlain, AlphaBeta, ZPlus, ZBox, Flat,
+                WSquare, Pass)
 }
 """Rule classes by their short name (what the UI's per-layer table stores)."""
 

@@ -35,7 +35,8 @@ from torch import nn
 # rules (pure descriptions; the formulas live in :func:`apply_rule`)
 # --------------------------------------------------------------------------------------------
 
-RULE_KINDS = ("zero", "epsilon", "epsilon-std", "gamma", "alpha-beta", "zbox", "flat", "w2")
+RULE_KINDS = ("zero", "epsilon", "epsilon-std", "gamma", "gamma-plain", "alpha-beta", "zbox",
+              "flat", "w2")
 #: rules that compute relevance from the input bounds / structure only: first layer only
 INPUT_LAYER_RULES = ("zbox", "flat", "w2")
 
@@ -75,8 +76,14 @@ def epsilon_std(factor: float = 0.25) -> RefRule:
 
 
 def gamma(g: float = 0.25, stabilizer: float = 1e-9) -> RefRule:
-    """LRP-γ: ``ρ(W) = W + γW⁺``, ``ρ(b) = b + γb⁺``; inputs used as given."""
+    """Generalised LRP-γ: for an output ``z_j > 0`` every positive product ``a_i W_ij`` (and
+    a positive bias) counts ``1 + γ`` times, for ``z_j < 0`` every negative one does."""
     return RefRule("gamma", {"gamma": float(g), "s": float(stabilizer)})
+
+
+def gamma_plain(g: float = 0.25, stabilizer: float = 1e-9) -> RefRule:
+    """Plain LRP-γ: ``ρ(W) = W + γW⁺``, ``ρ(b) = b + γb⁺``; inputs used as given."""
+    return RefRule("gamma-plain", {"gamma": float(g), "s": float(stabilizer)})
 
 
 def alpha_beta(alpha: float = 2.0, beta: float = 1.0, bias: bool = True,
@@ -391,6 +398,17 @@ def apply_rule(rule: RefRule, step: Step, a: np.ndarray, r_out: np.ndarray) -> n
         s = rule.p("factor") * np.sqrt(np.mean(z ** 2))
         return Z @ ratio(r_out, stab(z, s))
     if k == "gamma":
+        g = rule.p("gamma")
+        Z = a[:, None] * W
+        z = Z.sum(0) + b
+        up = z > 0
+        # per output j: the products (and bias) of z_j's own sign, boosted
+        boosted = np.where(up[None, :], np.maximum(Z, 0.0), np.minimum(Z, 0.0))
+        b_boost = np.where(up, np.maximum(b, 0.0), np.minimum(b, 0.0))
+        C = Z + g * boosted
+        D = C.sum(0) + b + g * b_boost
+        return C @ ratio(np.where(z != 0, r_out, 0.0), stab(D, rule.p("s")))
+    if k == "gamma-plain":
         g = rule.p("gamma")
         Wr = W + g * np.maximum(W, 0.0)
         br = b + g * np.maximum(b, 0.0)

@@ -1,7 +1,8 @@
 """Properties of the engine on random networks, weights and inputs (hypothesis).
 
 * LRP-0 with winner-take-all max pooling is Gradient × Input on ReLU networks with biases;
-* LRP-0, z⁺ and αβ conserve relevance layer by layer on bias-free networks;
+* LRP-0, z⁺, αβ and the generalised γ conserve relevance layer by layer on bias-free networks
+  (γ also for inputs and outputs of either sign);
 * an all-zero target gives exactly zero relevance;
 * a sample's relevance does not depend on the rest of the batch (nor its order);
 * random architectures and rules agree with the numpy reference (tests/reference_lrp.py);
@@ -195,6 +196,7 @@ CONSERVING: dict[str, le.Rule] = {
     "zplus": le.ZPlus(stabilizer=1e-13),
     "alpha2-beta1": le.AlphaBeta(2.0, 1.0, stabilizer=1e-13),
     "alpha1-beta0": le.AlphaBeta(1.0, 0.0, stabilizer=1e-13),
+    "gamma": le.Gamma(0.5, stabilizer=1e-13),
 }
 
 
@@ -227,6 +229,26 @@ def test_conservation_layer_by_layer_without_bias(rule: str, maxpool: str, arch:
     out = res.output_relevance
     assume(bool((out.abs() > 1e-6).all()))
     assert len(res.layers) >= 1
+    for lr in res.layers:
+        assert_rel(lr.input_relevance, out)
+    assert_rel(res.relevance.flatten(1).sum(1), out)
+
+
+@pytest.mark.parametrize("maxpool", ["avg", "winner"])
+@SETTINGS
+@given(arch=archs(relu=False), cls=st.integers(0, 4), gamma=st.sampled_from([0.1, 0.25, 1.0]))
+def test_generalised_gamma_conserves_for_inputs_and_outputs_of_either_sign(
+        maxpool: str, arch: Arch, cls: int, gamma: float) -> None:
+    """Bias-free, inputs of both signs, no ReLU after some layers: the generalised γ keeps
+    every layer's sum (each output's denominator is the sum of its numerators, and has z's
+    sign), where plain γ's denominator may cross zero."""
+    net, shape = build(arch, bias=False)
+    x = inputs(arch, shape, positive=False)
+    comp = le.Composite([(le.ByType(nn.Conv2d, nn.Linear), le.Gamma(gamma, stabilizer=1e-13))],
+                        default=le.Zero(stabilizer=1e-13), maxpool=maxpool)
+    res = le.analyze(net, x, target=cls % arch.classes, composite=comp)
+    out = res.output_relevance
+    assume(bool((out.abs() > 1e-6).all()))
     for lr in res.layers:
         assert_rel(lr.input_relevance, out)
     assert_rel(res.relevance.flatten(1).sum(1), out)

@@ -126,6 +126,8 @@ def to_engine(rule: ref.RefRule) -> le.Rule:
         return le.EpsilonStd(factor=p["factor"])
     if k == "gamma":
         return le.Gamma(gamma=p["gamma"], stabilizer=p["s"])
+    if k == "gamma-plain":
+        return le.GammaPlain(gamma=p["gamma"], stabilizer=p["s"])
     if k == "alpha-beta":
         if p["alpha"] == 1.0 and p["beta"] == 0.0 and not p["bias"]:
             return le.ZPlus(stabilizer=p["s"])
@@ -314,6 +316,34 @@ HAND_CASES = [
     (ref.flat(0.0), [0.5, 0.5]),
     (ref.wsquare(0.0), [0.8, 0.2]),                      # [4, 1] / 5
 ]
+
+
+# the issue's minimal case: a = [1, 1], w = [1, w2], no bias, z = 1 + w2 < 0, R_out = z
+GAMMA_CASES = [
+    (-1.2, ref.gamma(0.25, 0.0), [0.4, -0.6]),      # z = −0.2, D = −0.2 + 0.25·(−1.2) = −0.5
+    (-1.25, ref.gamma(0.25, 0.0), [0.25 / 0.5625, -0.390625 / 0.5625]),  # D = −0.5625
+    (-1.2, ref.gamma_plain(0.25, 0.0), [-5.0, 4.8]),  # D = 1.25 − 1.2 = 0.05: explodes
+]
+
+
+@pytest.mark.parametrize(("w2", "rule", "want"), GAMMA_CASES,
+                         ids=[f"{c[1].kind}{c[0]}" for c in GAMMA_CASES])
+def test_gamma_negative_output_by_hand(w2: float, rule: ref.RefRule, want: list[float]) -> None:
+    """The generalised γ boosts an output's contributions of its own sign, so a negative
+    output keeps its sign and size; plain γ (w + γw⁺) flips the denominator and explodes.
+    Reference and engine agree with the hand computation."""
+    lin = nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, w2]], dtype=torch.float64))
+    x = np.array([[1.0, 1.0]])
+    out = ref.reference_lrp(nn.Sequential(lin), x, np.array([[1.0]]), [rule])
+    np.testing.assert_allclose(out.relevance[0], want, rtol=1e-12)
+    t = torch.tensor([[1.0]], dtype=torch.float64)
+    eng = le.explain(nn.Sequential(lin), torch.tensor(x), target=t,
+                     composite=le.Composite(default=to_engine(rule)))
+    np.testing.assert_allclose(eng[0].numpy(), want, rtol=1e-9)
+    if rule.kind == "gamma":
+        assert eng.sum().item() == pytest.approx(1.0 + w2, rel=1e-12)  # conserved
 
 
 @pytest.mark.parametrize(("rule", "want"), HAND_CASES, ids=[c[0].kind + str(i)

@@ -2,6 +2,7 @@
 
     python -m lrp_engine experiment pixel-flipping [--images 1000] [--samples 100] …
     python -m lrp_engine localisation [--images 200] [--presets …]
+    python -m lrp_engine explain --model resnet50 --weights w.pt [--card c.json] x.jpg -o h.png
 
 Commands are nested subparsers (``experiment`` → ``pixel-flipping``); a new experiment is one
 more ``_add_…`` function and handler.
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="does the heatmap point at the lesion? (the synthetic MRI demo, per preset)")
     loc.add_argument("args", nargs=argparse.REMAINDER)
     loc.set_defaults(handler=lambda a: _localisation_main(a.args))
+    from .cli_explain import add_parser as _add_explain
+
+    _add_explain(commands)
     return parser
 
 

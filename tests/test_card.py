@@ -460,3 +460,13 @@ def test_save_safetensors_refuses_bad_input() -> None:
         save_safetensors({"w": torch.zeros(1)}, {"architecture": "x"})  # type: ignore[arg-type]
     with pytest.raises(CardError, match="not a named tensor"):
         save_safetensors({"w": [1, 2]}, _model_card())  # type: ignore[dict-item]
+
+
+def test_card_from_json_reads_either_kind() -> None:
+    from lrp_engine.models.card import card_from_json
+
+    assert card_from_json(_model_card().to_json()) == _model_card()
+    pre = CARD_PRESETS["ImageNet evaluation"]
+    assert card_from_json(pre.to_json()) == pre
+    with pytest.raises(CardError, match="JSON object"):
+        card_from_json("[]")

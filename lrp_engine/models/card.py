@@ -481,6 +481,16 @@ class ModelCard:
         return cls.from_dict(_parse_json(data, "model card"))
 
 
+def card_from_json(data: bytes | bytearray | memoryview | str
+                   ) -> ModelCard | PreprocessingCard:
+    """A card file of either kind: a :class:`ModelCard` when the JSON object has
+    ``preprocessing``, else a :class:`PreprocessingCard`."""
+    d = _parse_json(data, "card")
+    if isinstance(d, Mapping) and "preprocessing" in d:
+        return ModelCard.from_dict(d)
+    return PreprocessingCard.from_dict(d)
+
+
 # -- in safetensors metadata ---------------------------------------------------------------
 
 def save_safetensors(state_dict: Mapping[str, Tensor], card: ModelCard) -> bytes:
@@ -547,4 +557,5 @@ def card_from_safetensors(data: bytes | bytearray | memoryview) -> ModelCard | N
 __all__ = ["CARD_FIELDS", "CARD_PRESETS", "CardError", "IMAGENET_MEAN", "IMAGENET_STD",
            "INTERPOLATIONS", "MAX_CLASSES", "MAX_JSON_BYTES", "MAX_SIDE", "MODEL_CARD_KEY",
            "MODEL_CARD_VERSION", "ModelCard", "PreprocessingCard", "RESIZE_MODES",
-           "WINDOWINGS", "card_from_safetensors", "card_from_torchvision", "save_safetensors"]
+           "WINDOWINGS", "card_from_json", "card_from_safetensors", "card_from_torchvision",
+           "save_safetensors"]

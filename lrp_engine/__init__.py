@@ -31,6 +31,7 @@ from .core import (
     gradient_x_input,
     resolve_target,
 )
+from .graph_ops import Sum
 from .layers import LayerInfo, LayerTable, UnsupportedLayerError, layer_table, model_macs
 from .rule_spec import (
     RULE_LABELS,
@@ -63,7 +64,7 @@ __all__ = [
     "ByType", "Composite", "ConservationReport", "ConservationRow", "Epsilon", "EpsilonStd",
     "Explanation", "First", "Flat", "Gamma", "GammaPlain", "Last", "LayerInfo", "LayerRelevance",
     "LayerTable", "Pass", "RelevancePass", "Rule", "Selector", "UnsupportedLayerError",
-    "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "conservation", "explain",
+    "Sum", "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "conservation", "explain",
     "get_composite", "gradient_x_input", "layer_table", "make_rule", "model_macs", "resolve_target",
     "RULE_LABELS", "LayerRule", "composite_from_rows", "follow_globals", "rows_from_composite",
     "rule_from_row",

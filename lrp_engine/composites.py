@@ -176,14 +176,18 @@ class Composite:
     """Maps each rule layer of a model to a rule.
 
     ``assignments``: (selector, rule) pairs, first match wins; ``default``: the rule for the
-    rest; ``maxpool``: ``"avg"`` (MaxPool treated as average pooling under the layer's rule,
-    as in the seeds) or ``"winner"`` (winner takes all, the plain gradient).
+    other layers, except residual sums, which no selector picked: they get ``sums`` (a
+    stabilised proportional split between the summands; select them with ``ByType(Sum)``
+    to give them another rule); ``maxpool``: ``"avg"`` (MaxPool treated as average pooling
+    under the layer's rule, as in the seeds) or ``"winner"`` (winner takes all, the plain
+    gradient).
     """
 
     assignments: Sequence[tuple[Selector, Rule]] = ()
     default: Rule = field(default_factory=Zero)
     maxpool: str = "avg"
     name: str = "custom"
+    sums: Rule = field(default_factory=lambda: Epsilon(1e-9))
 
     def __post_init__(self) -> None:
         if self.maxpool not in MAXPOOL_MODES:
@@ -194,7 +198,7 @@ class Composite:
         for selector, rule in self.assignments:
             if selector(info, table):
                 return rule
-        return self.default
+        return self.sums if info.role == "sum" else self.default
 
     def assign(self, table: LayerTable) -> dict[str, Rule]:
         """Rule per rule-layer name (folded BatchNorms are covered by their layer)."""

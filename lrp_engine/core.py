@@ -22,8 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from .composites import Composite, get_composite
+from .graph_ops import PassMode
 from .layers import LayerInfo, LayerTable, layer_table
-from .ops import AffineOp, batchnorm_op, folded_op, linear_op, pool_op
+from .norms import constant_statistics
+from .ops import AffineOp, batchnorm_op, folded_op, linear_op, pool_op, sum_op
 from .rules import Rule, pass_through
 
 _ACTIVE_PASS: contextvars.ContextVar[object | None] = contextvars.ContextVar(
@@ -131,6 +133,9 @@ class RelevancePass:
         self._mergeable: dict[int, tuple] = {}  # id(z) → (z, its hook's handle, rule)
         self._kept: dict[int, Tensor] = {}  # id(in-place activation) → its input, copied
         self._handles: list = []
+        self._sum_rows = [info for info in table if info.role == "sum"]
+        self._sums_run = 0
+        self._mode: PassMode | None = None
         self._token = object()
         self._ctx_token: contextvars.Token | None = None
         self.sums_in: dict[str, Tensor] = {}
@@ -150,6 +155,8 @@ class RelevancePass:
             modules = dict(self.model.named_modules())
             fed = {info.feeds for info in self.table if info.feeds} if not self.record else ()
             for info in self.table:
+                if info.role == "sum":  # not a module: PassMode hands it to _on_sum
+                    continue
                 module = modules[info.name]
                 hook = self._hook_for(info)
                 if hook is not None:
@@ -158,12 +165,18 @@ class RelevancePass:
                     self._handles.append(module.register_forward_pre_hook(self._keep_input))
                 if info.name in fed and type(module) is nn.ReLU:
                     self._handles.append(module.register_forward_hook(self._relu_hook))
+            if self.table.graph_ops:
+                self._mode = PassMode(self._on_sum)
+                self._mode.__enter__()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -188,6 +201,10 @@ class RelevancePass:
             return self._rule_hook(info) if self.composite.maxpool == "avg" else None
         if role == "pass-activation":
             return self._pass_hook
+        if role == "gate":
+            return self._gate_hook
+        if role == "norm":
+            return self._norm_hook
         if role == "dropout" and self.dropout is not None:
             return self._dropout_hook(info.name)
         return None
@@ -233,6 +250,32 @@ class RelevancePass:
             return pass_through(kept, output)
         a = inputs[0]
         return pass_through(a, output, self._merged_denominator(a))
+
+    def _gate_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+        """A gate (x · σ(…)) is a constant for relevance: relevance flows through x only."""
+        return output.detach() if self._active() else None
+
+    def _norm_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+        """LayerNorm/GroupNorm with its standard deviation a constant: a linear map."""
+        return constant_statistics(module, inputs[0], output) if self._active() else None
+
+    def _on_sum(self, a: Tensor, b: Tensor, inplace: bool, native: Callable[[], Tensor]
+                ) -> Tensor:
+        """A residual sum a + b as a rule layer: a rescaling rule scales the gradient at the
+        native sum; other rules (and the recording pass, which needs the summands'
+        relevance) see the summands stacked, [2, N, …], as the input of ``Σ_k w·A_k``."""
+        info = self._sum_rows[self._sums_run % len(self._sum_rows)]
+        self._sums_run += 1
+        rule = self.rules[info.name]
+        if not self.record and rule.rescales(sum_op(a)):
+            z = native()
+            self._apply(info.name, rule, sum_op(z), z, z)
+            return z
+        stacked = torch.stack((a, b))
+        z = stacked.sum(0)
+        replaced = self._apply(info.name, rule, sum_op(z), stacked, z)
+        out = z if replaced is None else replaced
+        return a.copy_(out) if inplace else out
 
     def _relu_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
         """A ReLU reading z alone takes z's scaling z / d over, as out / d(out) at its own
@@ -334,7 +377,9 @@ class RelevancePass:
             # layer, its hooks ran first and g arrives as g·a/d, so a·g = (g·a/d)·d
             z_prev, d_prev = self._denominators.get(id(a), (None, None))
             ad = d_prev if z_prev is a else a.detach()
-            a.register_hook(lambda g: self._accumulate(self.sums_in, name, ad * g))
+            stacked = a.dim() == z.dim() + 1  # a residual sum's summands, [2, N, …]
+            a.register_hook(lambda g: self._accumulate(
+                self.sums_in, name, (ad * g).sum(0) if stacked else ad * g))
 
     @staticmethod
     def _accumulate(store: dict[str, Tensor], name: str, r: Tensor) -> None:

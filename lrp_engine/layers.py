@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .graph_ops import SUM_KIND, ProbeMode
 from .ops import AVGPOOL_TYPES, BATCHNORM_TYPES, LINEAR_TYPES, MAXPOOL_TYPES
 
 
@@ -28,16 +29,52 @@ class UnsupportedLayerError(TypeError):
 NATIVE_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU)
 #: activations that need an explicit pass-through (their gradient would lose relevance)
 PASS_ACTIVATIONS = (nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU, nn.ELU, nn.Tanh, nn.Softplus,
-                    nn.Hardswish, nn.Mish)
+                    nn.Hardswish, nn.Mish, nn.Sigmoid, nn.Hardsigmoid)
+#: activations that, when their output only multiplies another tensor (squeeze-excitation's
+#: ``x * σ(…)``), are gates: constants for relevance (Arras et al. 2017), so relevance flows
+#: through the signal only
+GATE_TYPES = (nn.Sigmoid, nn.Hardsigmoid)
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.Identity)
+#: normalisations whose mean and standard deviation are constants for relevance
+NORM_TYPES = (nn.LayerNorm, nn.GroupNorm)
+#: leaf modules of other libraries by qualified class name → role, with the reason
+KNOWN_LEAVES = {
+    "torchvision.ops.misc.Permute": "reshape",  # a permutation of dimensions
+    "torchvision.ops.stochastic_depth.StochasticDepth": "reshape",  # identity in eval mode
+    "torchvision.models.convnext.LayerNorm2d": "norm",  # LayerNorm over channels
+}
+#: containers whose own parameters are used only as constants for relevance: a factor
+#: (layer scale), an added embedding (absorbed like a bias), a concatenated token, or
+#: attention projections around a softmax (see :mod:`lrp_engine.graph_ops`)
+PARAMETER_CONTAINERS = {
+    "torch.nn.modules.activation.MultiheadAttention": "attention projections",
+    "torchvision.models.convnext.CNBlock": "layer scale: a constant factor",
+    "torchvision.models.vision_transformer.Encoder": "position embedding: added, like a bias",
+    "torchvision.models.vision_transformer.VisionTransformer": "class token: concatenated",
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": "attention projections",
+    "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": "attention projections",
+    "torchvision.models.maxvit.RelativePositionalMultiHeadAttention":
+        "attention projections",
+}
 
 #: roles whose layers get a rule
-RULE_ROLES = ("linear", "pool", "maxpool", "batchnorm")
+RULE_ROLES = ("linear", "pool", "maxpool", "batchnorm", "sum")
+
+
+def qualified_name(t: type) -> str:
+    """``module.QualName`` of a class, e.g. ``torchvision.ops.misc.Permute``."""
+    return f"{t.__module__}.{t.__qualname__}"
 
 
 def role_of(module: nn.Module) -> str | None:
     """What the relevance pass does with a leaf module, or None if unsupported."""
+    known = KNOWN_LEAVES.get(qualified_name(type(module)))
+    if known is not None:
+        return known
+    if isinstance(module, NORM_TYPES):
+        plain = type(module).forward in (nn.LayerNorm.forward, nn.GroupNorm.forward)
+        return "norm" if plain else None
     if isinstance(module, LINEAR_TYPES):
         return "linear"
     if isinstance(module, AVGPOOL_TYPES):
@@ -96,6 +133,8 @@ class LayerTable:
 
     layers: tuple[LayerInfo, ...]
     input_shape: tuple[int, ...]
+    #: whether forward() runs residual sums or attention (the pass then watches torch calls)
+    graph_ops: bool = False
 
     def __iter__(self):
         return iter(self.layers)
@@ -161,7 +200,9 @@ def layer_table(model: nn.Module, x: Tensor) -> LayerTable:
 
 
 def _probe(model: nn.Module, x: Tensor) -> LayerTable:
-    records: list[tuple[str, nn.Module, Tensor, Tensor]] = []
+    # (name, module or None for a residual sum, input shape, output or None)
+    records: list[tuple[str, nn.Module | None, tuple, Tensor | None]] = []
+    first_input: dict[str, object] = {}  # module name → its input tensor (BatchNorm folding)
     grad_edges: dict[str, tuple[object, int]] = {}  # name → its output's autograd node
     calls: dict[str, int] = {}
     activation_nodes: list[tuple[object, str]] = []  # (autograd node, activation name)
@@ -169,20 +210,45 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
     names = {m: n for n, m in model.named_modules()}
     errors: list[str] = []
     prober = threading.get_ident()
+    stack: list[str] = []  # names of the modules running now, outermost first
+    mode = ProbeMode(lambda: stack[-1] if stack else "")
+    n_sums = 0
+
+    def flush_sums() -> None:
+        """Give the residual sums run since the last record their rows, in order."""
+        nonlocal n_sums
+        for context, shape in mode.sums[n_sums:]:
+            base = f"{context}.add" if context else "add"
+            name, k = base, 1
+            while name in seen:
+                name, k = f"{base}_{k}", k + 1
+            seen.add(name)
+            records.append((name, None, shape, None))
+        n_sums = len(mode.sums)
+
+    def pre_hook(module: nn.Module, inputs: tuple) -> None:
+        if threading.get_ident() == prober:
+            flush_sums()
+            stack.append(names.get(module, "?"))
 
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
         if threading.get_ident() != prober:  # another thread's forward through the same
             return  # (shared) model while we probe: not ours to record
+        flush_sums()
+        if stack:
+            stack.pop()
         name = names.get(module, "?")
+        role = role_of(module)
         has_children = next(module.children(), None) is not None
-        if has_children:
-            if any(True for _ in module.parameters(recurse=False)):
+        if has_children and role is None:
+            own = any(True for _ in module.parameters(recurse=False))
+            if own and qualified_name(type(module)) not in PARAMETER_CONTAINERS:
                 errors.append(
                     f"layer {name!r} ({type(module).__name__}) uses its own parameters in "
                     f"forward(); only standard layers can be explained")
             return
         calls[name] = calls.get(name, 0) + 1
-        if (role_of(module) == "pass-activation" or type(module) is nn.ReLU) \
+        if (role == "pass-activation" or type(module) is nn.ReLU) \
                 and isinstance(output, Tensor) and output.grad_fn is not None:
             activation_nodes.append((output.grad_fn, name))  # every call: may be reused
         if name in seen:
@@ -190,50 +256,72 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
         seen.add(name)
         if isinstance(output, Tensor) and output.grad_fn is not None:
             grad_edges[name] = (output.grad_fn, output.output_nr)  # before any in-place op
-        if role_of(module) is None:
+        if role is None:
             errors.append(f"unsupported layer {name!r} of type {type(module).__name__}")
         inp = inputs[0] if inputs else None
-        records.append((name, module, inp, output))
+        first_input[name] = inp
+        records.append((name, module, _shape(inp)[1:], output))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
+    handles += [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), mode:
             out = model(x.detach().clone().requires_grad_(True))
+        flush_sums()
     finally:
         for h in handles:
             h.remove()
     if errors:
         raise UnsupportedLayerError(
-            errors[0] + ". Supported: Conv1d/2d/3d, Linear, BatchNorm, ReLU, LeakyReLU, "
-            "ReLU6 and other elementwise activations, MaxPool2d, AvgPool2d, "
-            "AdaptiveAvgPool2d, Dropout, Flatten, Identity")
+            errors[0] + ". Supported: Conv1d/2d/3d, Linear, BatchNorm, LayerNorm, GroupNorm, "
+            "ReLU, LeakyReLU, ReLU6 and other elementwise activations, sigmoid gates, "
+            "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Identity, residual "
+            "sums, multi-head attention")
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise ValueError(
             f"the model must return logits of shape [N, classes]; got {_shape(out)}")
 
+    modules = [(n, m, o) for n, m, _, o in records if m is not None]
     # BatchNorm folding: a BatchNorm whose input is exactly a linear layer's output.
-    producer = {id(o): name for name, m, _, o in records if role_of(m) == "linear"}
+    producer = {id(o): name for name, m, o in modules if role_of(m) == "linear"}
     fold: dict[str, str] = {}
     folded_into: dict[str, str] = {}
-    for name, m, inp, _ in records:
-        if role_of(m) == "batchnorm" and id(inp) in producer:
-            fold[producer[id(inp)]] = name
-            folded_into[name] = producer[id(inp)]
+    for name, m, _ in modules:
+        inp_t = first_input[name]
+        if role_of(m) == "batchnorm" and id(inp_t) in producer:
+            fold[producer[id(inp_t)]] = name
+            folded_into[name] = producer[id(inp_t)]
 
-    # a layer run once whose output is read by one autograd node only, an activation's
     readers = _graph_readers(out)
-    activation_of = {id(node): name for node, name in activation_nodes}
+    # gates: a sigmoid whose output only multiplies (squeeze-excitation)
+    gates = set()
+    for name, m, _ in modules:
+        if isinstance(m, GATE_TYPES) and name in grad_edges:
+            node, nr = grad_edges[name]
+            nodes = readers.get((id(node), nr), [])
+            if nodes and all(type(n).__name__ == "MulBackward0" for n in nodes):
+                gates.add(name)
+    # a layer run once whose output is read by one autograd node only, an activation's
+    activation_of = {id(node): name for node, name in activation_nodes if name not in gates}
     feeds: dict[str, str] = {}
     for name, (node, nr) in grad_edges.items():
         nodes = readers.get((id(node), nr), [])
         if calls[name] == 1 and len(nodes) == 1 and id(nodes[0]) in activation_of:
             feeds[name] = activation_of[id(nodes[0])]
-    layers = tuple(
-        LayerInfo(index=i, name=name, kind=type(m).__name__, role=role_of(m) or "?",
-                  in_shape=_shape(inp)[1:], out_shape=_shape(o)[1:], fold=fold.get(name),
-                  folded_into=folded_into.get(name), feeds=feeds.get(name))
-        for i, (name, m, inp, o) in enumerate(records))
-    return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]))
+
+    def row(i: int, name: str, m: nn.Module | None, in_shape: tuple, o: Tensor | None
+            ) -> LayerInfo:
+        if m is None:
+            return LayerInfo(index=i, name=name, kind=SUM_KIND, role="sum", in_shape=in_shape,
+                             out_shape=in_shape)
+        role = "gate" if name in gates else role_of(m) or "?"
+        return LayerInfo(index=i, name=name, kind=type(m).__name__, role=role,
+                         in_shape=in_shape, out_shape=_shape(o)[1:], fold=fold.get(name),
+                         folded_into=folded_into.get(name), feeds=feeds.get(name))
+
+    layers = tuple(row(i, *r) for i, r in enumerate(records))
+    return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]),
+                      graph_ops=bool(mode.sums) or mode.attention)
 
 
 def _graph_readers(out: Tensor) -> dict[tuple[int, int], list]:

@@ -275,3 +275,15 @@ def pool_op(module: nn.Module, native: Tensor | None, x: Tensor) -> AffineOp:
         return w * pool(a)
 
     return AffineOp(fn, torch.ones((), dtype=x.dtype, device=x.device), None, native)
+
+
+def sum_op(native: Tensor) -> AffineOp:
+    """A residual sum as an affine layer over its stacked summands: ``A`` [2, N, …] ↦
+    ``Σ_k w·A_k`` with a scalar weight ``w = 1`` (so every rule applies to it: LRP-0 and ε
+    split in proportion to the summands, γ and αβ by their signs)."""
+    def fn(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+        out = (w * a).sum(0)
+        return out if b is None else out + b
+
+    weight = torch.ones((), dtype=native.dtype, device=native.device)
+    return AffineOp(fn, weight, None, native)

@@ -14,12 +14,17 @@ thread, like the relevance pass's hooks):
   are constants for relevance, so relevance flows through the values only. Every softmax
   over a tensor of 3 or more dimensions (attention maps are [batch, heads, queries, keys];
   a classifier's own class softmax is [N, K]) returns its values detached, and
-  ``scaled_dot_product_attention`` is computed explicitly with the detached softmax (its
-  forward values stay the fused kernel's).
+  ``scaled_dot_product_attention`` and ``multi_head_attention_forward`` are computed
+  explicitly with the detached softmax (forward values stay the native kernels'). Why
+  CP-LRP and not AttnLRP (Achtibat et al. 2024): it needs no rule for the softmax and the
+  query-key product, only constants, so every other layer keeps the rules a composite
+  gives it; the in- and out-projections inside ``nn.MultiheadAttention`` pass relevance as
+  LRP-0 (their biases absorb their share).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +47,8 @@ _ADDS = {torch.add, Tensor.add, Tensor.add_, Tensor.__add__, Tensor.__iadd__,
 _INPLACE = {Tensor.add_, Tensor.__iadd__}
 _SOFTMAX = {torch.softmax, Tensor.softmax, F.softmax}
 _SDPA = {F.scaled_dot_product_attention}
+_MHA = {F.multi_head_attention_forward}
+_MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
 
 #: ``on_sum(a, b, inplace, native)``: the output to use for the residual sum ``a + b``,
 #: where ``native()`` computes the sum as the model wrote it
@@ -91,6 +98,50 @@ def attention_with_constant_weights(query: Tensor, key: Tensor, value: Tensor,
     return weights @ value
 
 
+def multi_head_attention_with_constant_weights(*args: Any, **kwargs: Any) -> Tensor:
+    """The output of :func:`torch.nn.functional.multi_head_attention_forward` (what
+    ``nn.MultiheadAttention`` runs) computed explicitly with detached softmax weights: the
+    in- and out-projections are linear maps, the attention a constant mixing of the values.
+    Same arguments; [L, N, E] (or unbatched [L, E]) → [L, N, E]."""
+    p = _MHA_SIGNATURE.bind(*args, **kwargs)
+    p.apply_defaults()
+    a = p.arguments
+    if a["bias_k"] is not None or a["bias_v"] is not None or a["add_zero_attn"] \
+            or a["static_k"] is not None or a["static_v"] is not None:
+        raise NotImplementedError("multi-head attention with bias_k/bias_v, add_zero_attn or "
+                                  "static keys cannot be explained")
+    q, k, v = a["query"], a["key"], a["value"]
+    unbatched = q.dim() == 2
+    if unbatched:
+        q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+    (n_q, n, e), n_k, h = q.shape, k.shape[0], a["num_heads"]
+    if a["use_separate_proj_weight"]:
+        weights = (a["q_proj_weight"], a["k_proj_weight"], a["v_proj_weight"])
+    else:
+        weights = a["in_proj_weight"].chunk(3)
+    biases = (None,) * 3 if a["in_proj_bias"] is None else a["in_proj_bias"].chunk(3)
+
+    def heads(t: Tensor, w: Tensor, b: Tensor | None) -> Tensor:  # [L, N, E] → [N, h, L, d]
+        t = F.linear(t, w, b)
+        return t.reshape(t.shape[0], n, h, -1).permute(1, 2, 0, 3)
+
+    qh, kh, vh = (heads(t, w, b) for t, w, b in zip((q, k, v), weights, biases, strict=True))
+    logits = qh @ kh.transpose(-2, -1) / math.sqrt(qh.shape[-1])
+    mask = a["attn_mask"]
+    if mask is not None:
+        mask = mask.view(n, h, n_q, n_k) if mask.dim() == 3 else mask
+        logits = (logits.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool
+                  else logits + mask)
+    padding = a["key_padding_mask"]
+    if padding is not None:
+        padding = padding.view(n, 1, 1, n_k)
+        logits = (logits.masked_fill(padding, float("-inf")) if padding.dtype == torch.bool
+                  else logits + padding)
+    out = (torch.softmax(logits, -1).detach() @ vh).permute(2, 0, 1, 3).reshape(n_q, n, e)
+    out = F.linear(out, a["out_proj_weight"], a["out_proj_bias"])
+    return out.squeeze(1) if unbatched else out
+
+
 class ProbeMode(TorchFunctionMode):
     """Records, in execution order, each residual sum with the name of the innermost module
     running it (``context()``), and whether attention was seen."""
@@ -107,7 +158,7 @@ class ProbeMode(TorchFunctionMode):
         operands = residual_operands(func, args, kwargs)
         if operands is not None:
             self.sums.append((self.context(), tuple(operands[0].shape[1:])))
-        elif func in _SDPA or _is_attention_softmax(func, args):
+        elif func in _SDPA or func in _MHA or _is_attention_softmax(func, args):
             self.attention = True
         return func(*args, **kwargs)
 
@@ -132,8 +183,12 @@ class PassMode(TorchFunctionMode):
             native = func(*args, **kwargs)
             out = attention_with_constant_weights(*args, **kwargs)
             return out + (native - out).detach()
+        if func in _MHA:  # a Python function: the calls inside it are not seen here
+            native, weights = func(*args, **kwargs)
+            out = multi_head_attention_with_constant_weights(*args, **kwargs)
+            return out + (native - out).detach(), weights
         return func(*args, **kwargs)
 
 
 __all__ = ["PassMode", "ProbeMode", "SUM_KIND", "Sum", "attention_with_constant_weights",
-           "residual_operands"]
+           "multi_head_attention_with_constant_weights", "residual_operands"]

@@ -7,21 +7,17 @@ from __future__ import annotations
 import html
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from lrp_engine import viz
-from lrp_engine.io import ImageLoadError
+from lrp_engine.io import ImageLoadError, load_image
+from lrp_engine.models.card import CardError
 from ui import compute, report, resources
+from ui.model_setup import card_input, choose_model_and_card
 from ui.rule_table import rule_controls
-from ui.scan_input import (
-    choose_model,
-    describe_preprocessing,
-    photo_input,
-    plain,
-    prepare_photo,
-    to_device,
-)
+from ui.scan_input import photo_input, plain, to_device
 
 PLOT = {"displayModeBar": False}
 ALPHAS = (5, 25, 50, 75, 95)
@@ -32,7 +28,8 @@ DEFAULT_PRESET = {"vgg16": "vgg-gamma-blocks", "efficientnet_lite0": "epsilon-pl
 st.title("Image explorer")
 
 # -- model (sidebar) -------------------------------------------------------------------------
-m = choose_model(("efficientnet_lite0", "vgg16", "checkpoint"), ns="img")
+setup = choose_model_and_card(("efficientnet_lite0", "vgg16", "checkpoint"), ns="img")
+m = None if setup is None else setup.model
 if m is not None:
     st.sidebar.caption(f"{plain(m.label)} · {resources.device_label()}")
     for note in m.notes:
@@ -46,13 +43,13 @@ if m is None:
 if photo is None:
     col_out.info(why_not or "Choose a photo.")
     st.stop()
+pre = setup.card
 try:
-    prep = prepare_photo(photo.data, m.arch)
-except ImageLoadError as e:
+    prep = card_input(photo.data, pre.to_json())
+except (ImageLoadError, CardError) as e:
     col_out.error(f"{plain(photo.name)}: {plain(e)}")
     st.stop()
-pre = m.preprocessing
-BOUNDS = {"low": pre.low, "high": pre.high}  # zB: pixel 0…1 per channel, normalised
+BOUNDS = {"low": pre.low, "high": pre.high}  # zB: the card's black and white pixel
 names = m.class_names
 
 
@@ -62,9 +59,13 @@ def class_label(i: int) -> str:
 
 
 with col_in:
-    st.image(prep.thumbnail, caption=f"{plain(photo.name)}")
+    thumb = load_image(photo.data)
+    size = thumb.size
+    thumb.thumbnail((512, 512))
+    st.image(np.asarray(thumb), caption=f"{plain(photo.name)}")
     st.image(prep.shown, width=224, caption="What the model sees")
-    st.caption(describe_preprocessing(m.arch, prep.original_size))
+    st.caption(f"{prep.caption}.")
+    st.caption(f"{size[0]}×{size[1]} photo → {pre.describe()}.")
 
 # -- predictions and target ------------------------------------------------------------------
 probs = report.predict(m.model, m.key, prep.x)

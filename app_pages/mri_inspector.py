@@ -17,11 +17,12 @@ import torch.nn.functional as F
 
 from lrp_engine import medical, viz
 from lrp_engine.localisation import pointing_game, relevance_mass_accuracy
+from lrp_engine.models.card import CardError
 from lrp_engine.mri_demo import DISCLAIMER
 from ui import compute, report, resources
+from ui.model_setup import card_input, choose_model_and_card, display_geometry, scan_pixels
 from ui.rule_table import rule_controls
 from ui.scan_input import (
-    choose_model,
     plain,
     scan_background,
     scan_input,
@@ -45,7 +46,9 @@ st.caption(":material/lock: Uploaded scans stay in this app's memory for your se
            "are never written to disk and never sent anywhere.")
 
 # -- model (sidebar) and scan ------------------------------------------------------------------
-m = choose_model(("mri_demo", "checkpoint"), ns="mri", default_arch="vgg16")
+setup = choose_model_and_card(("mri_demo", "checkpoint"), ns="mri", default_arch="vgg16",
+                              scan=True)
+m = None if setup is None else setup.model
 if m is not None:
     st.sidebar.caption(f"{plain(m.label)} · {resources.device_label()}")
     for note in m.notes:
@@ -72,10 +75,23 @@ with col_in:
         with st.expander("Scan details"):
             st.json({k: v for k, v in scan.meta.items() if v not in (None, "")})
 
-pre = m.preprocessing
+pre = setup.card
 BOUNDS = {"low": pre.low, "high": pre.high}  # zB: the model-input range of a pixel
-x = scan_model_input(scan, m.arch)
-bg = scan_background(scan, pre.size[0], centre, width)  # the windowed scan under the heatmap
+if m.key == "mri_demo":  # the bundled demo CNN: its own input, as it was trained
+    x = scan_model_input(scan, m.arch)
+    bg = scan_background(scan, pre.size[0], centre, width)  # the windowed scan, resampled
+else:  # a checkpoint: exactly the card's tensor
+    try:
+        made = card_input(scan_pixels(scan.array, scan.kind), pre.to_json())
+    except CardError as e:
+        st.error(f"{plain(scan.source)}: {plain(e)}")
+        st.stop()
+    x = made.x
+    bg = display_geometry(pre, medical.window(scan.array, centre, width))
+    with col_in:
+        st.image(made.shown, caption="What the model sees", width="stretch")
+        st.caption(f"{made.caption}.")
+        st.caption(f"{pre.describe()}.")
 names = m.class_names
 
 

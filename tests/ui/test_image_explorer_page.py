@@ -187,8 +187,13 @@ def test_vgg16_offline_explains_and_offers_a_path(at: AppTest, monkeypatch: pyte
     def offline(progress: bool) -> dict:
         raise urllib.error.URLError("offline (test)")
 
-    monkeypatch.setattr(zoo, "_download_vgg16", offline)
-    monkeypatch.setattr(zoo, "vgg16_cache_file", lambda: tmp_path / "vgg16-397923af.pth")
+    if hasattr(zoo, "_download_vgg16"):  # before the registry held every torchvision model
+        monkeypatch.setattr(zoo, "_download_vgg16", offline)
+        monkeypatch.setattr(zoo, "vgg16_cache_file", lambda: tmp_path / "vgg16-397923af.pth")
+    else:
+        monkeypatch.setattr(zoo, "_download", lambda url, progress: offline(progress))
+        monkeypatch.setattr(zoo, "weights_cache_file",
+                            lambda arch: tmp_path / "vgg16-397923af.pth")
     at.radio(key="img_model").set_value("vgg16").run()
     _ok(at)
     assert any("not on this computer" in e.value for e in at.error)

@@ -1,0 +1,307 @@
+"""The model and its preprocessing card, for the Image explorer and the MRI inspector.
+
+:func:`choose_model_and_card` draws the sidebar's model choice (as
+:func:`ui.scan_input.choose_model`) and, for "your own checkpoint", the checkpoint, an
+optional model card (JSON), the architecture (every registry architecture, searchable), the
+class names and the preprocessing card editor (:func:`ui.card_editor.card_editor`). It
+returns a :class:`Setup`: the model and the card that makes its input.
+
+A model card restores the architecture, class names, preprocessing and provenance; a
+safetensors checkpoint whose metadata holds one does so by itself (an uploaded card file
+wins over it). A card that contradicts its checkpoint (classes, architecture, channels) is
+an ``st.error`` naming both files. Tests put bytes under :data:`MODEL_CARD_UPLOAD` (and a
+name under ``MODEL_CARD_UPLOAD + "_name"``) instead of using the uploader; the JSON the
+download button offers is kept under ``f"{ns}_model_card_json"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from torch import nn
+
+from lrp_engine.checkpoints import CheckpointError, LoadedModel
+from lrp_engine.io import load_image
+from lrp_engine.models.card import (
+    CardError,
+    ModelCard,
+    PreprocessingCard,
+    card_from_json,
+    card_from_safetensors,
+)
+from lrp_engine.models.zoo import ARCHITECTURES, IMAGENET_CLASSES, preprocessing, spec
+
+from . import resources
+from .card_editor import card_editor
+from .scan_input import (
+    CHECKPOINT_TYPES,
+    CHECKPOINT_UPLOAD,
+    CLASS_NAMES_UPLOAD,
+    MODEL_LABELS,
+    ModelChoice,
+    _vgg16,
+    parse_class_names,
+    plain,
+    read_upload,
+)
+
+MODEL_CARD_UPLOAD = "model_card_upload_bytes"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The model to explain and the card that makes its input (``card.low``/``card.high``:
+    the zB bounds)."""
+
+    model: ModelChoice
+    card: PreprocessingCard
+
+
+def arch_label(arch: str) -> str:
+    """``ResNet-18 · resnet18``: the label and the registry (torchvision) name."""
+    return f"{spec(arch).label} · {arch}"
+
+
+def first_in_channels(model: nn.Module) -> int | None:
+    """The channel count the model's first convolution takes (None: no convolution)."""
+    for mod in model.modules():
+        if isinstance(mod, nn.modules.conv._ConvNd):
+            return int(mod.in_channels)
+    return None
+
+
+def choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str = "vgg16",
+                          scan: bool = False) -> Setup | None:
+    """The sidebar's model choice among ``options`` (keys of
+    :data:`ui.scan_input.MODEL_LABELS`) → :class:`Setup`; None after a message saying what
+    is missing. Bundled models use their architecture's card."""
+    kind = st.sidebar.radio("Model", options, key=f"{ns}_model",
+                            format_func=MODEL_LABELS.__getitem__)
+    if kind == "checkpoint":
+        return _checkpoint_setup(ns, default_arch, scan)
+    if kind == "efficientnet_lite0":
+        with st.spinner("Loading EfficientNet-Lite0…"):
+            model = resources.imagenet_model("efficientnet_lite0")
+        m: ModelChoice | None = ModelChoice(model, "efficientnet_lite0", "efficientnet_lite0",
+                                            tuple(IMAGENET_CLASSES), MODEL_LABELS[kind])
+    elif kind == "vgg16":
+        m = _vgg16(ns)
+    else:
+        from lrp_engine.mri_demo import CLASS_NAMES
+
+        m = ModelChoice(resources.mri_demo_model(), "mri_demo", "mri_demo",
+                        tuple(CLASS_NAMES), MODEL_LABELS["mri_demo"])
+    return None if m is None else Setup(m, preprocessing(m.arch))
+
+
+def _read_model_card(up: object, ckpt: object) -> tuple[ModelCard | None,
+                                                        PreprocessingCard | None, str]:
+    """(model card, preprocessing card, where it came from) of the card upload, else of the
+    safetensors checkpoint's metadata. Raises CardError worded with the file's name."""
+    if up is not None:
+        try:
+            card = card_from_json(up.data)
+        except CardError as e:
+            raise CardError(f"{up.name}: {e}") from None
+        if isinstance(card, ModelCard):
+            return card, card.preprocessing, up.name
+        return None, card, up.name
+    if ckpt is not None:
+        try:
+            card = card_from_safetensors(ckpt.data)
+        except CardError as e:
+            raise CardError(f"{ckpt.name}: {e}") from None
+        if card is not None:
+            return card, card.preprocessing, f"{ckpt.name} (its metadata)"
+    return None, None, ""
+
+
+def _registry_name(arch: str) -> str | None:
+    low = arch.strip().lower()
+    return next((a for a in ARCHITECTURES if a.lower() == low), None)
+
+
+def _checkpoint_setup(ns: str, default_arch: str, scan: bool) -> Setup | None:
+    sb = st.sidebar
+    s = st.session_state
+    up = read_upload("Checkpoint (.pt, .pth, .safetensors)", f"{ns}_ckpt_file",
+                     CHECKPOINT_UPLOAD, CHECKPOINT_TYPES, container=sb,
+                     help="A state dict (torch.save(model.state_dict(), …)) or a safetensors "
+                          "file (its model card, if any, is read too). Pickled Python objects "
+                          "are refused, never executed. Kept in memory only.")
+    card_up = read_upload("Model card (.json, optional)", f"{ns}_card_file", MODEL_CARD_UPLOAD,
+                          ["json"], container=sb,
+                          help="Architecture, classes, class names and preprocessing, as the "
+                               "download button below writes it. Read as data only.")
+    try:
+        mcard, pcard, card_where = _read_model_card(card_up, up)
+        card_error = None
+    except CardError as e:
+        mcard, pcard, card_where, card_error = None, None, "", str(e)
+    card_tag = (card_up.digest if card_up is not None else
+                up.digest if mcard is not None and up is not None else "")
+    arch_key = f"{ns}_ckpt_arch"
+    if mcard is not None and s.get(f"{ns}_card_applied") != card_tag:
+        s[f"{ns}_card_applied"] = card_tag  # a new card sets the architecture once
+        name = _registry_name(mcard.architecture)
+        if name is not None:
+            s[arch_key] = name
+    if arch_key not in s or s[arch_key] not in ARCHITECTURES:
+        s[arch_key] = default_arch if default_arch in ARCHITECTURES else next(iter(ARCHITECTURES))
+    arch = sb.selectbox("Architecture", list(ARCHITECTURES), key=arch_key,
+                        format_func=arch_label,
+                        help="Every architecture of the registry: type to search (e.g. "
+                             "'resnet', 'vit_b_16').")
+    sb.caption(spec(arch).description)
+    names_up = read_upload("Class names (optional text file, one per line)",
+                           f"{ns}_ckpt_names", CLASS_NAMES_UPLOAD, ["txt", "csv"], container=sb)
+    if card_error is not None:
+        st.error(f"The model card cannot be used: {plain(card_error)}")
+        return None
+    if mcard is not None and _registry_name(mcard.architecture) is None:
+        st.error(f"The model card {plain(card_where)} is for architecture "
+                 f"'{plain(mcard.architecture)}', which this app does not know.")
+        return None
+    if up is None:
+        st.info("Upload a checkpoint in the sidebar (a state dict saved with torch.save, or a "
+                ".safetensors file), with its model card if you have one, and choose its "
+                "architecture.")
+        return None
+    names = None
+    if names_up is not None:
+        try:
+            names = parse_class_names(names_up.data)
+        except ValueError as e:
+            st.error(f"{plain(names_up.name)}: {plain(e)}")
+            return None
+    loaded = _load(up, arch, names)
+    if loaded is None:
+        return None
+    k = loaded.num_classes
+    sb.caption(f"{k} classes (read from the checkpoint)")
+    in_ch = first_in_channels(loaded.model)
+    if mcard is not None:
+        try:
+            mcard.check_against(k, arch, in_ch)
+        except CardError as e:
+            st.error(f"The model card {plain(card_where)} contradicts the checkpoint "
+                     f"{plain(up.name)}: {plain(e)}.")
+            return None
+    class_names = tuple(loaded.class_names)
+    if names is None and mcard is not None and mcard.class_names:
+        class_names = tuple(mcard.class_names)
+    with st.expander("Preprocessing card: what the model sees", expanded=True):
+        card = card_editor(f"{ns}_pre", preprocessing(arch),
+                           source=f"{up.digest[:16]}-{arch}-{card_tag[:16]}", loaded=pcard,
+                           scan=scan)
+        if card is not None and in_ch is not None and card.channels != in_ch:
+            st.error(f"The preprocessing gives {card.channels} channel(s) but the model's "
+                     f"first layer takes {in_ch}: choose {in_ch} channel(s).")
+            card = None
+    if card is None:
+        return None
+    prov_key = f"{ns}_provenance"
+    if mcard is not None and s.get(f"{ns}_provenance_for") != card_tag:
+        s[f"{ns}_provenance_for"] = card_tag
+        s[prov_key] = mcard.provenance
+    provenance = sb.text_area("Provenance (for the model card)", key=prov_key,
+                              max_chars=20_000, placeholder="Who trained it, on what, when…")
+    try:
+        out = ModelCard(architecture=arch, num_classes=k, preprocessing=card,
+                        class_names=class_names, provenance=provenance)
+        text = out.to_json()
+    except CardError as e:
+        sb.error(f"No model card can be written: {plain(e)}")
+    else:
+        s[f"{ns}_model_card_json"] = text
+        sb.download_button("Download the model card (JSON)", text, "model_card.json",
+                           "application/json", on_click="ignore", key=f"{ns}_card_download")
+    key = f"checkpoint-{up.digest[:16]}-{arch}-{k}"
+    notes = list(loaded.notes)
+    if card_where:
+        notes.append(f"model card from {card_where}")
+    m = ModelChoice(loaded.model, key, arch, class_names,
+                    f"{up.name} ({spec(arch).label}, {k} classes)", tuple(notes))
+    return Setup(m, card)
+
+
+def _load(up: object, arch: str, names: tuple[str, ...] | None) -> LoadedModel | None:
+    args = (up.digest, arch, None, names)
+    errors = st.session_state.setdefault("_checkpoint_errors", {})
+    if args in errors:  # a bad file is not re-read on every rerun
+        st.error(errors[args])
+        return None
+    try:
+        with st.spinner("Reading the checkpoint…"):
+            return resources.user_checkpoint(up.data, *args, up.name)
+    except CheckpointError as e:
+        errors[args] = msg = f"{plain(up.name)}: {plain(e)}"
+        while len(errors) > 8:
+            errors.pop(next(iter(errors)))
+        st.error(msg)
+        return None
+
+
+# -- the model's input -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CardInput:
+    """The model input ``x`` (float32 [1, C, H, W]) made by a card, the picture of it
+    ``shown`` (uint8 [H, W] or [H, W, 3]: the pixels before normalisation) and a caption
+    with its shape and value range."""
+
+    x: np.ndarray
+    shown: np.ndarray
+    caption: str
+
+
+def _shown(card: PreprocessingCard, x) -> np.ndarray:
+    px = card.denormalise(x)[0]
+    lo, hi = float(px.min()), float(px.max())
+    if card.windowing == "none" and card.pixel_range == 1.0 and lo >= -1e-6 and hi <= 1 + 1e-6:
+        img = px.clamp(0, 1)
+    else:  # raw intensities: their own range
+        img = (px - lo) / (hi - lo) if hi > lo else px * 0
+    a = img.mul(255).round().byte().permute(1, 2, 0).numpy()
+    return a[..., 0] if a.shape[-1] == 1 else a
+
+
+def _caption(x: np.ndarray) -> str:
+    shape = "×".join(str(d) for d in x.shape)
+    return (f"The tensor the model sees: {shape}, values {float(x.min()):.4g} … "
+            f"{float(x.max()):.4g}")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def card_input(image: object, card_json: str) -> CardInput:
+    """``image`` (photo bytes, or a 2-D numpy array of a scan) through the card (its JSON)."""
+    card = PreprocessingCard.from_json(card_json)
+    src = load_image(image) if isinstance(image, bytes) else image
+    x = card.to_tensor(src)
+    xa = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+    return CardInput(xa, _shown(card, x), _caption(xa))
+
+
+def scan_pixels(array: np.ndarray, kind: str) -> np.ndarray:
+    """A scan as the card should read it: pictures (PNG/JPEG, 8-bit values) as uint8, so
+    they take torchvision's PIL path (``Resize`` + ``ToTensor``); DICOM/NIfTI intensities
+    as float32."""
+    a = np.asarray(array)
+    if kind == "image" and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 255 \
+            and np.array_equal(a, np.round(a)):
+        return a.astype(np.uint8)
+    return a.astype(np.float32)
+
+
+def display_geometry(card: PreprocessingCard, windowed: np.ndarray) -> np.ndarray:
+    """The windowed scan (uint8 [H, W]) resized and cropped exactly like the model input:
+    the picture under the heatmap."""
+    geo = card.replace(channels=1, pixel_range=1.0, mean=(), std=(), windowing="none")
+    px = geo.to_pixels(np.ascontiguousarray(windowed, dtype=np.uint8))
+    return px[0, 0].clamp(0, 1).mul(255).round().byte().numpy()
+
+
+__all__ = ["MODEL_CARD_UPLOAD", "CardInput", "Setup", "arch_label", "card_input",
+           "choose_model_and_card", "display_geometry", "first_in_channels", "scan_pixels"]

@@ -92,19 +92,6 @@ def test_half_precision_weights_are_converted(lenet_state) -> None:
     assert any("float16" in n for n in loaded.notes)
 
 
-def test_seed_003_vgg16_wrapper_with_four_classes() -> None:
-    """The fine-tuning notebook saves ``CNNModel`` whose VGG sits in ``self.vgg16``."""
-    model = zoo.build("vgg16", num_classes=4)
-    state = {"vgg16." + k: v for k, v in model.state_dict().items()}
-    loaded = load_checkpoint(torch_bytes(state), "vgg16", class_names=list("ABCD"))
-    assert loaded.num_classes == 4 and loaded.class_names == ["A", "B", "C", "D"]
-    assert "removed key prefix 'vgg16.'" in loaded.notes
-    torch.testing.assert_close(loaded.model.classifier[6].weight, model.classifier[6].weight)
-    with pytest.raises(CheckpointError, match="the checkpoint has 4 output classes, you "
-                                              "chose 10"):
-        load_checkpoint(torch_bytes(state), "vgg16", num_classes=10)
-
-
 def test_bundled_efficientnet_file_through_the_loader() -> None:
     loaded = load_checkpoint(zoo.EFFICIENTNET_LITE0_FILE, "efficientnet_lite0")
     assert loaded.num_classes == 1000 and loaded.class_names[285] == "Egyptian cat"
@@ -245,3 +232,121 @@ def test_missing_file_and_unknown_arch(tmp_path, lenet_state) -> None:
         load_checkpoint(tmp_path / "nope.pt", "lenet")
     with pytest.raises(ValueError, match="unknown architecture"):
         load_checkpoint(torch_bytes(lenet_state), "resnet")
+
+
+# -- torchvision architectures -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tv():
+    from lrp_engine.torchvision_compat import import_torchvision
+
+    return import_torchvision()
+
+
+def zeros_state(arch: str, num_classes: int) -> dict[str, torch.Tensor]:
+    """A state dict of ``arch`` full of zeros (no random init: fast for the big ones)."""
+    return {k: torch.zeros(v.shape, dtype=v.dtype)
+            for k, v in zoo.build_empty(arch, num_classes).state_dict().items()}
+
+
+@pytest.mark.parametrize("arch,size", [
+    ("resnet18", 64), ("densenet121", 64), ("efficientnet_b0", 64), ("mobilenet_v3_small", 64),
+    ("convnext_tiny", 64), ("vit_b_16", 224), ("swin_t", 64), ("squeezenet1_1", 64),
+    ("googlenet", 64), ("regnet_y_400mf", 64)])
+def test_torchvision_state_dicts_load_to_the_same_logits(tv, arch, size) -> None:
+    torch.manual_seed(0)
+    extra = {"aux_logits": False, "init_weights": False} if arch == "googlenet" else {}
+    ref = tv.models.get_model(arch, weights=None, num_classes=7, **extra).eval()
+    loaded = load_checkpoint(torch_bytes(ref.state_dict()), arch)
+    assert loaded.num_classes == 7 and loaded.class_names[6] == "class 6"
+    assert not loaded.model.training
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), ref(x))
+
+
+@pytest.mark.parametrize("arch,key", [
+    ("alexnet", "classifier.6.weight"), ("vgg16_bn", "classifier.6.weight"),
+    ("wide_resnet50_2", "fc.weight"), ("squeezenet1_0", "classifier.1.weight"),
+    ("inception_v3", "fc.weight"), ("mobilenet_v2", "classifier.1.weight"),
+    ("mnasnet0_5", "classifier.1.weight"), ("shufflenet_v2_x0_5", "fc.weight"),
+    ("efficientnet_v2_s", "classifier.1.weight"), ("regnet_x_400mf", "fc.weight"),
+    ("vit_b_32", "heads.head.weight"), ("swin_v2_t", "head.weight"),
+    ("maxvit_t", "classifier.5.weight"), ("lenet", "model.final.weight"),
+    ("efficientnet_lite0", "_fc.weight")])
+def test_the_output_layer_of_every_family(arch, key) -> None:
+    from lrp_engine.checkpoints import output_weight_key
+
+    assert output_weight_key(arch) == key
+
+
+def test_seed_003_vgg16_wrapper_with_four_classes(tv) -> None:
+    """The fine-tuning notebook saves ``CNNModel`` whose VGG sits in ``self.vgg16``
+    (``models.vgg16()``, classifier[6] replaced by 4 classes): its keys start with
+    ``vgg16.``; it loads into torchvision's ``vgg16`` and gives the same logits."""
+    class CNNModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.vgg16 = tv.models.vgg16()
+            self.vgg16.classifier[6] = torch.nn.Linear(4096, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.vgg16(x)
+
+    torch.manual_seed(1)
+    ref = CNNModel().eval()
+    state = torch_bytes(ref.state_dict())
+    assert all(k.startswith("vgg16.") for k in ref.state_dict())
+    loaded = load_checkpoint(state, "vgg16", class_names=list("ABCD"))
+    assert loaded.num_classes == 4 and loaded.class_names == ["A", "B", "C", "D"]
+    assert "removed key prefix 'vgg16.'" in loaded.notes
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), ref(x))
+    with pytest.raises(CheckpointError, match="the checkpoint has 4 output classes, you "
+                                              "chose 10"):
+        load_checkpoint(state, "vgg16", num_classes=10)
+
+
+def test_a_checkpoint_of_a_sibling_architecture_is_named() -> None:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(torch_bytes(zeros_state("resnet18", 7)), "resnet50")
+    msg = str(info.value)
+    assert msg.startswith("the checkpoint does not fit the ResNet-50 architecture")
+    assert "wrong shape" in msg and "It fits ResNet-18 ('resnet18'): choose that" in msg
+
+
+def test_other_family_and_class_count_mismatch_for_torchvision_names(lenet_state) -> None:
+    with pytest.raises(CheckpointError, match=r"does not fit the DenseNet-121 architecture; "
+                                              r"\d+ missing key\(s\): features.conv0.weight"):
+        load_checkpoint(torch_bytes(lenet_state), "densenet121")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(torch_bytes(zeros_state("mobilenet_v3_small", 7)),
+                        "mobilenet_v3_small", num_classes=1000)
+    assert str(info.value) == "the checkpoint has 7 output classes, you chose 1000"
+
+
+def test_auxiliary_classifiers_are_dropped_and_the_class_count_is_fc_s(tv) -> None:
+    with zoo._weights_on_meta():
+        full = tv.models.inception_v3(weights=None, aux_logits=True, init_weights=False,
+                                      num_classes=5)
+    state = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in full.state_dict().items()}
+    state["AuxLogits.fc.weight"] = torch.zeros(1000, 768)  # an untouched ImageNet aux head
+    state["AuxLogits.fc.bias"] = torch.zeros(1000)
+    loaded = load_checkpoint(torch_bytes(state), "inception_v3")
+    assert loaded.num_classes == 5
+    assert any("auxiliary classifier (AuxLogits" in n for n in loaded.notes)
+    assert loaded.model.AuxLogits is None
+
+
+def test_safetensors_without_module_versions_load_into_mnasnet() -> None:
+    """torchvision's MNASNet refuses a state dict without its recorded version; safetensors
+    files record none, so the model's own version is used."""
+    loaded = load_checkpoint(safetensors_bytes(zeros_state("mnasnet0_5", 3)), "mnasnet0_5")
+    assert loaded.num_classes == 3 and "read as safetensors" in loaded.notes
+
+
+def test_1000_torchvision_outputs_get_the_weights_categories() -> None:
+    loaded = load_checkpoint(torch_bytes(zeros_state("squeezenet1_1", 1000)), "squeezenet1_1")
+    assert loaded.class_names[281] == "tabby" and len(loaded.class_names) == 1000
+    assert "1000 outputs: using the ImageNet class names" in loaded.notes

@@ -1,10 +1,16 @@
-"""The model zoo: registry, VGG-16 torchvision layout and weight loading (never online),
+"""The model zoo: the registry (bundled models and every torchvision classifier, listed
+without importing torchvision, checked against torchvision's own list and weights), VGG-16's
+torchvision layout, pretrained weights (a named file, the hub cache, never online),
 EfficientNet-Lite0's bundled weights on a real photo, and LRP through its BatchNorm folds,
 depthwise convolutions, ReLU6 and residual sums."""
 
 from __future__ import annotations
 
 import copy
+import json
+import re
+import subprocess
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -14,7 +20,9 @@ from PIL import Image
 from torch import nn
 
 import lrp_engine as le
+from lrp_engine.models import torchvision_models as tvm
 from lrp_engine.models import zoo
+from lrp_engine.models.card import IMAGENET_MEAN, IMAGENET_STD, card_from_torchvision
 from lrp_engine.models.efficientnet_lite import EfficientNetLite0, MBConv, same_padding
 from lrp_engine.ops import bn_scale_shift
 
@@ -22,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
-# torchvision's vgg16 state-dict layout, written out independently of our VGG16 class
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+
+# torchvision's vgg16 state-dict layout, written out independently of the registry
 _CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256),
           (12, 256, 256), (14, 256, 256), (17, 256, 512), (19, 512, 512), (21, 512, 512),
           (24, 512, 512), (26, 512, 512), (28, 512, 512)]
@@ -68,9 +78,66 @@ def test_build_gives_eval_models_with_the_requested_classes(arch, shape) -> None
 
 
 def test_registry_names_and_unknown_arch() -> None:
-    assert {"lenet", "mlp", "vgg16", "efficientnet_lite0"} <= set(zoo.ARCHITECTURES)
+    assert {"lenet", "mlp", "vgg16", "efficientnet_lite0", "mri_demo", "resnet50",
+            "densenet121", "efficientnet_b0", "convnext_tiny", "vit_b_16",
+            "swin_t"} <= set(zoo.ARCHITECTURES)
+    assert len(zoo.ARCHITECTURES) == 84
     with pytest.raises(ValueError, match="unknown architecture 'resnet'.*vgg16"):
         zoo.build("resnet")
+    with pytest.raises(ValueError, match="did you mean resnet50"):
+        zoo.spec("resnet5O")
+
+
+_LISTING = """
+import json, sys, time
+t = time.perf_counter()
+from lrp_engine.models import ARCHITECTURES, preprocessing
+rows = [(a, s.label, s.family, s.description, preprocessing(a).size) for a, s in
+        ARCHITECTURES.items()]
+print(json.dumps({"n": len(rows), "tv": "torchvision" in sys.modules,
+                  "s": time.perf_counter() - t}))
+"""
+
+
+def test_listing_every_architecture_imports_no_torchvision_and_builds_nothing() -> None:
+    out = subprocess.run([sys.executable, "-c", _LISTING], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["n"] == 84 and got["tv"] is False
+
+
+def test_the_torchvision_rows_are_torchvision_s_classifiers_and_default_transforms() -> None:
+    from lrp_engine.torchvision_compat import import_torchvision
+
+    tv = import_torchvision()
+    ours = {a: s for a, s in zoo.ARCHITECTURES.items() if s.torchvision}
+    assert set(ours) == set(tv.models.list_models(module=tv.models))
+    assert len({s.label for s in ours.values()}) == len(ours)  # labels tell them apart
+    for arch, s in ours.items():
+        weights = tv.models.get_model_weights(arch).DEFAULT
+        expected = card_from_torchvision(weights.transforms())
+        card = s.preprocessing
+        if arch in ("googlenet", "inception_v3"):  # normalised by 0.5 (transform_input)
+            assert card.mean == card.std == (0.5, 0.5, 0.5)
+            card = card.replace(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        assert card == expected, arch
+        assert s.default_classes == len(weights.meta["categories"]) == 1000
+        assert s.family in tvm.FAMILY_TEXT and s.description.endswith(
+            f"3×{card.size[0]}×{card.size[1]} RGB")
+    assert zoo.preprocessing("inception_v3").size == (299, 299)
+    assert zoo.preprocessing("inception_v3").resize_size == 342
+    assert zoo.preprocessing("vit_h_14").size == (518, 518)
+    assert zoo.spec("resnet50").label == "ResNet-50" and zoo.spec("swin_t").family == "swin"
+
+
+def test_build_empty_has_every_shape_and_no_memory() -> None:
+    """RegNet computes its widths with tensors and Swin its position index: both build."""
+    for arch in ("regnet_y_400mf", "swin_t", "vit_h_14", "lenet"):
+        model = zoo.build_empty(arch, 7)
+        assert not model.training
+        assert all(p.is_meta for p in model.parameters())
+    assert zoo.build_empty("vit_h_14").encoder.pos_embedding.shape == (1, 37 * 37 + 1, 1280)
 
 
 def test_preprocessing_bounds_are_black_and_white_in_normalised_units() -> None:
@@ -126,17 +193,37 @@ def offline(monkeypatch, tmp_path) -> list[str]:
 
 def test_vgg16_offline_without_a_file_says_both_ways(offline) -> None:
     with pytest.raises(zoo.WeightsUnavailableError) as info:
-        zoo.load_vgg16_imagenet(progress=False)
+        zoo.load_pretrained("vgg16", progress=False)
     msg = str(info.value)
-    assert offline == [zoo.VGG16_URL]
-    assert "internet" in msg and zoo.VGG16_URL in msg
-    assert "vgg16-397923af.pth" in msg and "path" in msg
+    assert offline == [VGG16_URL]
+    assert "not on this computer" in msg and "internet" in msg and VGG16_URL in msg
+    assert "vgg16-397923af.pth" in msg and "path" in msg and "528 MB" in msg
     assert "name resolution" in msg
+
+
+def test_offline_message_for_any_torchvision_model(offline, monkeypatch, tmp_path) -> None:
+    kwargs: list[dict] = []
+
+    def no_network(url, *args, **kw):
+        kwargs.append(kw)
+        raise urllib.error.URLError("[Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(zoo.WeightsUnavailableError) as info:
+        zoo.load_pretrained("resnet50", progress=False)
+    msg = str(info.value)
+    assert msg.startswith("The ImageNet weights of ResNet-50 are not on this computer")
+    assert "https://download.pytorch.org/models/resnet50-11ad3fa6.pth, 98 MB" in msg
+    assert str(tmp_path / "hub" / "checkpoints") in msg and "Network is unreachable" in msg
+    assert "load_pretrained('resnet50', path=...)" in msg
+    assert kwargs[0]["check_hash"] is True and kwargs[0]["weights_only"] is True
+    with pytest.raises(zoo.WeightsUnavailableError, match="ViT-H/14.*2.4 GB"):
+        zoo.load_pretrained("vit_h_14", progress=False)
 
 
 def test_vgg16_uses_the_hub_cache_then_a_named_file_without_downloading(offline, monkeypatch,
                                                                         tmp_path) -> None:
-    cached = zoo.vgg16_cache_file()
+    cached = zoo.weights_cache_file("vgg16")
     assert cached == tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"placeholder")
@@ -148,17 +235,80 @@ def test_vgg16_uses_the_hub_cache_then_a_named_file_without_downloading(offline,
         return state
 
     monkeypatch.setattr(zoo, "_read_state_dict", fake_read)
-    model = zoo.load_vgg16_imagenet(progress=False)
+    loaded = zoo.load_pretrained("vgg16", progress=False)
     assert read == [cached] and offline == []
-    assert not model.training
-    torch.testing.assert_close(model.state_dict()["classifier.6.bias"], state["classifier.6.bias"])
-    zoo.load_vgg16_imagenet(path=tmp_path / "mine.pth")
+    assert not loaded.model.training
+    torch.testing.assert_close(loaded.model.state_dict()["classifier.6.bias"],
+                               state["classifier.6.bias"])
+    zoo.load_pretrained("vgg16", path=tmp_path / "mine.pth")
     assert read[-1] == tmp_path / "mine.pth" and offline == []
 
 
 def test_vgg16_missing_named_file_is_reported(tmp_path) -> None:
     with pytest.raises(zoo.WeightsUnavailableError, match="not found"):
-        zoo.vgg16_state_dict(tmp_path / "nope.pth")
+        zoo.pretrained_state_dict("vgg16", tmp_path / "nope.pth")
+
+
+def test_a_local_file_of_random_weights_loads_with_the_categories(offline, tmp_path) -> None:
+    from lrp_engine.torchvision_compat import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    ref = tv.models.squeezenet1_1().eval()
+    path = tmp_path / "squeezenet1_1-b8a52dc0.pth"
+    torch.save(ref.state_dict(), path)
+    loaded = zoo.load_pretrained("squeezenet1_1", path=path)
+    assert offline == [] and loaded.num_classes == 1000
+    categories = tv.models.SqueezeNet1_1_Weights.DEFAULT.meta["categories"]
+    assert loaded.class_names == list(categories) and loaded.class_names[281] == "tabby"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), ref(x))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    with pytest.raises(zoo.WeightsUnavailableError, match="does not hold the SqueezeNet 1.1 "
+                                                           "weights"):
+        zoo.load_pretrained("squeezenet1_1", path=tmp_path / "other.pth")
+
+
+def test_torchvision_s_own_file_layouts_load(offline, tmp_path) -> None:
+    """DenseNet's published files use the old ``norm.1`` names; GoogLeNet's carry the
+    auxiliary classifiers. GoogLeNet normalised by 0.5 equals torchvision's pretrained
+    GoogLeNet (``transform_input=True``) fed ImageNet-normalised pixels."""
+    from lrp_engine.torchvision_compat import import_torchvision
+
+    tv = import_torchvision()
+    torch.manual_seed(0)
+    dense = tv.models.densenet121(num_classes=1000).eval()
+    # the published file: layers named norm.1, conv.2, …, no BatchNorm counters
+    old = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
+           for k, v in dense.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    torch.save(old, tmp_path / "densenet121.pth")
+    loaded = zoo.load_pretrained("densenet121", path=tmp_path / "densenet121.pth")
+    assert any("old 'norm.1' form" in n for n in loaded.notes)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), dense(x))
+
+    google = tv.models.googlenet(aux_logits=True, init_weights=False, transform_input=True)
+    torch.save(google.state_dict(), tmp_path / "googlenet.pth")
+    loaded = zoo.load_pretrained("googlenet", path=tmp_path / "googlenet.pth")
+    assert any("aux1, aux2" in n for n in loaded.notes)
+    google.aux_logits, google.aux1, google.aux2 = False, None, None  # as torchvision does
+    pixels = torch.rand(1, 3, 64, 64)
+    imagenet = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.model(zoo.preprocessing("googlenet").normalise(pixels)),
+            google.eval()(imagenet), rtol=1e-4, atol=1e-4)
+
+
+def test_bundled_models_through_load_pretrained() -> None:
+    lenet = zoo.load_pretrained("lenet")
+    assert lenet.class_names == list("0123456789") and not lenet.model.training
+    mri = zoo.load_pretrained("mri_demo")
+    assert mri.num_classes == 4 and len(mri.class_names) == 4
 
 
 # -- EfficientNet-Lite0 --------------------------------------------------------------------

@@ -60,18 +60,14 @@ def heldout() -> tuple[np.ndarray, np.ndarray]:
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def imagenet_model(arch: str, path: str | None = None) -> nn.Module:
-    """EfficientNet-Lite0 (bundled weights) or VGG-16 (hub cache, a download, or the local
-    file ``path``) with ImageNet weights, eval mode, on :func:`device`. Raises
-    :class:`lrp_engine.models.zoo.WeightsUnavailableError` (not cached) when VGG-16's weights
+    """A registry model with its pretrained weights (:func:`lrp_engine.models.zoo.
+    load_pretrained`: EfficientNet-Lite0's bundled file; torchvision's, e.g. VGG-16, from
+    the local file ``path``, the hub cache or a download), eval mode, on :func:`device`. Raises
+    :class:`lrp_engine.models.zoo.WeightsUnavailableError` (not cached) when the weights
     cannot be had. Shared by all sessions: never modify it."""
-    from lrp_engine.models.zoo import load_efficientnet_lite0, load_vgg16_imagenet
+    from lrp_engine.models.zoo import load_pretrained
 
-    if arch == "efficientnet_lite0":
-        model = load_efficientnet_lite0()
-    elif arch == "vgg16":
-        model = load_vgg16_imagenet(path, progress=False)
-    else:
-        raise ValueError(f"no ImageNet weights for {arch!r}")
+    model = load_pretrained(arch, path, progress=False).model
     return model.to(device()).eval()
 
 

@@ -34,10 +34,10 @@ from torch import nn
 from lrp_engine import medical
 from lrp_engine.checkpoints import CheckpointError, LoadedModel
 from lrp_engine.io import ImageLoadError, load_image
+from lrp_engine.models.card import PreprocessingCard
 from lrp_engine.models.zoo import (
     ARCHITECTURES,
     IMAGENET_CLASSES,
-    Preprocessing,
     WeightsUnavailableError,
     prepare_image,
     preprocessing,
@@ -131,7 +131,7 @@ class ModelChoice:
     notes: tuple[str, ...] = ()
 
     @property
-    def preprocessing(self) -> Preprocessing:
+    def preprocessing(self) -> PreprocessingCard:
         """What the model's input must look like (size, channels, mean/std, zB bounds)."""
         return preprocessing(self.arch)
 
@@ -311,15 +311,8 @@ def prepare_photo(data: bytes, arch: str) -> PreparedPhoto:
 
 
 def describe_preprocessing(arch: str, original_size: tuple[int, int]) -> str:
-    """One plain sentence: what :func:`prepare_photo` did for ``arch``."""
-    pre = preprocessing(arch)
-    h, w = pre.size
-    resized = round(max(h, w) * 256 / 224)
-    mode = "RGB" if pre.channels == 3 else "greyscale"
-    fmt = ", ".join(f"{v:g}" for v in pre.mean), ", ".join(f"{v:g}" for v in pre.std)
-    return (f"{original_size[0]}×{original_size[1]} photo → {mode}, shorter side resized to "
-            f"{resized} px (bicubic) → centre crop {w}×{h} → pixels 0…1 normalised "
-            f"(x − mean) / std with mean ({fmt[0]}), std ({fmt[1]}).")
+    """One plain sentence: what :func:`prepare_photo` did for ``arch`` (its card)."""
+    return f"{original_size[0]}×{original_size[1]} photo → {preprocessing(arch).describe()}."
 
 
 # -- scans ------------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
-"""Model definitions, an architecture registry, and the bundled trained MNIST weights.
+"""Model definitions, the architecture registry, and the bundled trained MNIST weights.
 
-``build_model("lenet")`` gives a fresh (randomly initialised) network;
-``load_bundled("lenet")`` the trained one from ``assets/models/lenet_mnist.pt`` in eval mode.
-:data:`BUNDLED` says what each bundled model expects (input size, classes) and how well it
-does on the 1 000 held-out bundled digits.
+The registry lives in :mod:`lrp_engine.models.zoo` (re-exported here): ``build("lenet")`` or
+``build_model("resnet50", 7)`` gives a fresh (randomly initialised) network, ``load_pretrained``
+one with its pretrained weights. ``load_bundled("lenet")`` is the trained digit model from
+``assets/models/lenet_mnist.pt`` in eval mode; :data:`BUNDLED` says what each bundled digit
+model expects (input size, classes) and how well it does on the 1 000 held-out digits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,15 +17,23 @@ from torch import nn
 from .lenet import LeNet
 from .mlp import MLP
 from .vgg import VGG16
+from .zoo import (
+    ARCHITECTURES,
+    ArchSpec,
+    LoadedModel,
+    WeightsUnavailableError,
+    build,
+    build_empty,
+    load_pretrained,
+    preprocessing,
+    spec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "assets" / "models"
 
-#: architecture name → constructor taking ``num_classes`` (add new architectures here)
-ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
-    "lenet": lambda num_classes: LeNet(num_classes=num_classes),
-    "mlp": lambda num_classes: MLP(num_classes=num_classes),
-}
+#: the registry's builder under its older name: ``build_model(arch, num_classes=None)``
+build_model = build
 
 _DIGITS = tuple(str(d) for d in range(10))
 
@@ -38,16 +46,6 @@ BUNDLED: dict[str, dict] = {
     "mlp": {"arch": "mlp", "dataset": "mnist", "input_size": 28, "classes": _DIGITS,
             "accuracy": 0.972},
 }
-
-
-def build_model(arch: str, num_classes: int = 10) -> nn.Module:
-    """A fresh model of architecture ``arch`` (a key of :data:`ARCHITECTURES`)."""
-    try:
-        ctor = ARCHITECTURES[arch]
-    except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}") \
-            from None
-    return ctor(num_classes)
 
 
 def bundled_path(name: str) -> Path:
@@ -64,11 +62,12 @@ def load_bundled(name: str) -> nn.Module:
     if name not in BUNDLED:
         raise ValueError(f"no bundled model {name!r}; bundled: {sorted(BUNDLED)}")
     meta = BUNDLED[name]
-    model = build_model(meta["arch"], num_classes=len(meta["classes"]))
+    model = build(meta["arch"], num_classes=len(meta["classes"]))
     state = torch.load(bundled_path(name), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-__all__ = ["ARCHITECTURES", "BUNDLED", "LeNet", "MLP", "VGG16", "build_model", "bundled_path",
-           "load_bundled"]
+__all__ = ["ARCHITECTURES", "ArchSpec", "BUNDLED", "LeNet", "LoadedModel", "MLP", "VGG16",
+           "WeightsUnavailableError", "build", "build_empty", "build_model", "bundled_path",
+           "load_bundled", "load_pretrained", "preprocessing", "spec"]

@@ -187,16 +187,11 @@ def explain_file(args: argparse.Namespace, out: object = None) -> dict[str, obje
 
 
 def default_card(arch: str) -> PreprocessingCard:
-    """The registry's default :class:`PreprocessingCard` of ``arch``."""
+    """The registry's default :class:`PreprocessingCard` of ``arch`` (for torchvision
+    models, their DEFAULT weights' ``transforms()``)."""
     from .models import zoo
 
-    pre = zoo.spec(arch).preprocessing
-    if isinstance(pre, PreprocessingCard):
-        return pre
-    # a registry entry with only size, channels, mean and std: the zoo's own prepare_image
-    # transform (shorter side resized bicubic, centre crop)
-    return PreprocessingCard(size=tuple(pre.size), channels=pre.channels, mean=tuple(pre.mean),
-                             std=tuple(pre.std), interpolation="bicubic")
+    return zoo.spec(arch).preprocessing
 
 
 def read_image(path: str) -> object:

@@ -181,3 +181,30 @@ def test_python_m_subprocess(files) -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
     assert "text file" in bad.stderr and not files["out"].exists()
+
+
+def test_resnet18_with_a_fine_tuning_card(tmp_path, capsys) -> None:
+    """A torchvision architecture by name, fine-tuned to 4 classes inside a wrapper module
+    (keys 'model.…', as the seed 003 notebook's CNNModel), on its notebook's kind of input:
+    stretched to a square (64×64 here, for speed; the notebook's 255), no normalisation."""
+    torch.manual_seed(0)
+    net = zoo.build("resnet18", 4)
+    torch.save({"model_state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}},
+               tmp_path / "w.pt")
+    square = CARD_PRESETS["resize to a square, no normalisation"].replace(size=(64, 64))
+    card = ModelCard("resnet18", 4, square,
+                     class_names=("glioma", "meningioma", "no tumour", "pituitary"))
+    (tmp_path / "card.json").write_text(card.to_json())
+    rc, out, err = _run(["--model", "resnet18", "--weights", tmp_path / "w.pt", "--card",
+                         tmp_path / "card.json", CAT, "-o", tmp_path / "h.png"], capsys)
+    assert rc == 0, err
+    with torch.no_grad():
+        logits = net.eval()(card.preprocessing.to_tensor(Image.open(CAT)))[0]
+    pred = int(logits.argmax())
+    assert f"prediction: '{card.class_names[pred]}' (class {pred}), logit " \
+           f"{float(logits[pred]):.4g}" in out
+    with Image.open(tmp_path / "h.png") as img:
+        assert img.size == (64, 64)
+    from lrp_engine.cli_explain import default_card
+
+    assert default_card("resnet18") == CARD_PRESETS["ImageNet evaluation"]  # without --card

@@ -286,7 +286,7 @@ def test_torchvision_s_own_file_layouts_load(offline, tmp_path) -> None:
     torch.save(old, tmp_path / "densenet121.pth")
     loaded = zoo.load_pretrained("densenet121", path=tmp_path / "densenet121.pth")
     assert any("old 'norm.1' form" in n for n in loaded.notes)
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), dense(x))
 
@@ -295,7 +295,7 @@ def test_torchvision_s_own_file_layouts_load(offline, tmp_path) -> None:
     loaded = zoo.load_pretrained("googlenet", path=tmp_path / "googlenet.pth")
     assert any("aux1, aux2" in n for n in loaded.notes)
     google.aux_logits, google.aux1, google.aux2 = False, None, None  # as torchvision does
-    pixels = torch.rand(1, 3, 64, 64)
+    pixels = torch.rand(1, 3, 32, 32)
     imagenet = (pixels - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
         IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():

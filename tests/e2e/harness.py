@@ -318,7 +318,10 @@ def open_select(page: Any, label: str, attempts: int = 4) -> None:
 def choose_select(page: Any, label: str, option: str) -> None:
     """Pick ``option`` in the selectbox labelled ``label``."""
     open_select(page, label)
-    page.get_by_role("option", name=option, exact=True).click()
+    opt = page.get_by_role("option", name=option, exact=True)
+    if not opt.count():  # a long list draws only the options in view: filter it by typing
+        widget(page, "stSelectbox", label).get_by_role("combobox").fill(option)
+    opt.click()
 
 
 def select_value(page: Any, label: str) -> str:

@@ -104,7 +104,7 @@ def test_bad_uploads_then_good_ones_in_one_session(page: Any, base_url: str, tmp
 
     marker = tmp_path / "pwned"
     pick(page, "radio", "Model", "Your own checkpoint")
-    pick(page, "select", "Architecture", "LeNet (MNIST)")
+    pick(page, "select", "Architecture", "LeNet (MNIST) · lenet")
     upload_file(page, CHECKPOINT_LABEL, "evil.pt", malicious_pickle(str(marker)))
     refused(page, "evil.pt", "pickled Python object")
     assert not marker.exists(), "the malicious pickle ran"

@@ -158,7 +158,7 @@ def test_checkpoint_with_html_class_names_is_shown_as_text(page: Any, base_url: 
     open_image_explorer(page, base_url)
     click_radio(page, "Model", "Your own checkpoint")
     arm_rerun(page)
-    choose_select(page, "Architecture", "LeNet (MNIST)")
+    choose_select(page, "Architecture", "LeNet (MNIST) · lenet")
     wait_rerun(page)
     upload_file(page, CHECKPOINT_LABEL, "my_lenet.pt", lenet_checkpoint())
     names = "\n".join(f"{i} {HTML_NAME}" for i in range(10)).encode()
@@ -179,3 +179,59 @@ def test_checkpoint_with_html_class_names_is_shown_as_text(page: Any, base_url: 
     assert named(top), top
     assert page.evaluate(INJECTED_JS) == {"bold": 0, "scripts": 0}
     assert not dialogs, f"a dialog opened: {dialogs}"
+
+
+CARD_LABEL = "Model card (.json, optional)"
+
+
+def test_torchvision_checkpoint_with_model_card(page: Any, base_url: str,
+                                                 tmp_path: Path) -> None:
+    """A ResNet-18 with 3 classes (random weights) and its model card: the card sets the
+    architecture, the class names and the preprocessing; the prediction is the model's own
+    on ``card.to_tensor(cat)`` and the heatmap is drawn."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from lrp_engine.models import zoo
+    from lrp_engine.models.card import CARD_PRESETS, ModelCard
+
+    torch.manual_seed(0)
+    model = zoo.build("resnet18", 3).eval()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    names = ("first kind", "second kind", "third kind")
+    card = ModelCard(architecture="resnet18", num_classes=3, class_names=names,
+                     preprocessing=CARD_PRESETS["ImageNet evaluation"])
+    with torch.no_grad():
+        expected = names[int(model(card.preprocessing.to_tensor(Image.open(CAT))).argmax())]
+
+    open_image_explorer(page, base_url)
+    click_radio(page, "Model", "Your own checkpoint")
+    upload_file(page, CARD_LABEL, "resnet18_card.json", card.to_json().encode(),
+                "application/json")
+    assert select_value(page, "Architecture") == "ResNet-18 · resnet18"
+    upload_file(page, CHECKPOINT_LABEL, "resnet18_3.pt", buf.getvalue(),
+                timeout_ms=SLOW_MS)
+    page.locator(PLOTLY_CHART).nth(2).wait_for(state="visible", timeout=SLOW_MS)
+    wait_idle(page, SLOW_MS)
+    assert_no_exception(page)
+    assert not error_texts(page), error_texts(page)
+    shot(page, tmp_path, "image-explorer-resnet18-card")
+
+    table = page.locator('[data-testid="stDataFrame"]').first
+    cells = table.locator('[data-testid^="glide-cell-0-"]')
+    deadline = time.monotonic() + 30
+    first = ""
+    while time.monotonic() < deadline:
+        first = str(cells.first.text_content() or "").strip() if cells.count() else ""
+        if first.endswith(expected):
+            break
+        page.wait_for_timeout(200)
+    assert first.endswith(expected), (first, expected)
+    drawn = charts(page)
+    assert drawn and drawn[0]["traces"] >= 1 and "LRP" in drawn[0]["title"], drawn
+    assert expected in drawn[0]["shown"], drawn[0]
+    captions = " ".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts())
+    assert "1×3×224×224" in captions, captions

@@ -32,6 +32,14 @@ from lrp_engine.models.card import (
     card_from_safetensors,
 )
 from lrp_engine.models.zoo import ARCHITECTURES, IMAGENET_CLASSES, preprocessing, spec
+from lrp_engine.operator_models import (
+    ENV,
+    OperatorModel,
+    OperatorModelError,
+    configured_path,
+    read_config,
+)
+from lrp_engine.operator_models import build as build_operator_model
 
 from . import resources
 from .card_editor import card_editor
@@ -77,8 +85,13 @@ def choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str =
     """The sidebar's model choice among ``options`` (keys of
     :data:`ui.scan_input.MODEL_LABELS`) → :class:`Setup`; None after a message saying what
     is missing. Bundled models use their architecture's card."""
-    kind = st.sidebar.radio("Model", options, key=f"{ns}_model",
-                            format_func=MODEL_LABELS.__getitem__)
+    ops = _operator_models()
+    labels = {**MODEL_LABELS, **{f"{OPERATOR}{o.name}": f"{o.label} (this server's)"
+                                 for o in ops}}
+    kind = st.sidebar.radio("Model", (*options, *(f"{OPERATOR}{o.name}" for o in ops)),
+                            key=f"{ns}_model", format_func=labels.__getitem__)
+    if kind.startswith(OPERATOR):
+        return _operator_setup(next(o for o in ops if f"{OPERATOR}{o.name}" == kind))
     if kind == "checkpoint":
         return _checkpoint_setup(ns, default_arch, scan)
     if kind == "efficientnet_lite0":
@@ -94,6 +107,60 @@ def choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str =
         m = ModelChoice(resources.mri_demo_model(), "mri_demo", "mri_demo",
                         tuple(CLASS_NAMES), MODEL_LABELS["mri_demo"])
     return None if m is None else Setup(m, preprocessing(m.arch))
+
+
+# -- models the server's operator configured (LRP_MODELS) -------------------------------------
+
+OPERATOR = "operator:"
+
+
+@st.cache_resource(show_spinner=False)
+def _operator_config(path: str) -> tuple[tuple[OperatorModel, ...], str | None]:
+    """The operator's models of the TOML file ``path`` (read once per server process)."""
+    try:
+        return tuple(read_config(path)), None
+    except OperatorModelError as e:
+        return (), str(e)
+
+
+def _operator_models() -> tuple[OperatorModel, ...]:
+    path = configured_path()
+    if path is None:
+        return ()
+    ops, error = _operator_config(path)
+    if error is not None:
+        st.sidebar.error(f"The server's model list ({ENV}) cannot be used: {plain(error)}")
+    return ops
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _operator_model(_spec: OperatorModel, key: str) -> tuple[nn.Module, int]:
+    """The operator's model on :func:`ui.resources.device` and its number of outputs."""
+    import torch
+
+    model = build_operator_model(_spec)
+    c, (h, w) = _spec.preprocessing.channels, _spec.preprocessing.size
+    with torch.no_grad():
+        k = int(model(torch.zeros(1, c, h, w)).shape[-1])
+    return model.to(resources.device()).eval(), k
+
+
+def _operator_setup(op: OperatorModel) -> Setup | None:
+    try:
+        with st.spinner(f"Loading {op.label}…"):
+            model, k = _operator_model(op, f"{op.name}-{op.file}-{op.weights}")
+    except OperatorModelError as e:
+        st.error(plain(e))
+        return None
+    names = op.class_names or tuple(f"class {i}" for i in range(k))
+    if len(names) != k:
+        st.error(f"{plain(op.label)}: the server's configuration lists {len(names)} class "
+                 f"names for a model with {k} outputs.")
+        return None
+    st.sidebar.caption(f"{k} classes · {plain(op.preprocessing.describe())}")
+    m = ModelChoice(model, f"operator-{op.name}", op.name, names, op.label,
+                    (f"defined by this server's operator in {op.file.name}",))
+    return Setup(m, op.preprocessing)
 
 
 def _read_model_card(up: object, ckpt: object) -> tuple[ModelCard | None,

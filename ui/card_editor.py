@@ -17,7 +17,6 @@ from lrp_engine.models.card import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     INTERPOLATIONS,
-    MAX_SIDE,
     RESIZE_MODES,
     CardError,
     PreprocessingCard,
@@ -34,6 +33,9 @@ CHANNEL_LABELS = {1: "1 (grey)", 3: "3 (RGB; grey pictures repeated to 3)"}
 RANGE_LABELS = {1.0: "0…1", 255.0: "0…255"}
 NORMS = ("ImageNet", "none", "custom")
 WINDOW_LABELS = {"percentile": "percentile (0.5–99.5 % → 0…1)", "none": "raw intensities"}
+#: the largest input side offered (a card allows 4096; a 4096² input would take a shared
+#: server's memory for one visitor's explanation)
+MAX_EDIT_SIDE = 1024
 _FIELDS = ("h", "w", "resize", "resize_size", "channels", "range", "norm", "mean", "std",
            "interp", "window")
 
@@ -58,11 +60,13 @@ def _norm_of(card: PreprocessingCard) -> str:
 
 
 def fill(ns: str, card: PreprocessingCard) -> None:
-    """Put ``card``'s values into the editor's widgets (before they are drawn)."""
+    """Put ``card``'s values into the editor's widgets (before they are drawn; sides beyond
+    :data:`MAX_EDIT_SIDE` are clipped to it)."""
     s = st.session_state
-    s[_k(ns, "h")], s[_k(ns, "w")] = int(card.size[0]), int(card.size[1])
+    s[_k(ns, "h")] = min(int(card.size[0]), MAX_EDIT_SIDE)
+    s[_k(ns, "w")] = min(int(card.size[1]), MAX_EDIT_SIDE)
     s[_k(ns, "resize")] = card.resize
-    s[_k(ns, "resize_size")] = int(card.resize_side)
+    s[_k(ns, "resize_size")] = min(int(card.resize_side), 2 * MAX_EDIT_SIDE)
     s[_k(ns, "channels")] = card.channels
     s[_k(ns, "range")] = card.pixel_range
     s[_k(ns, "norm")] = _norm_of(card)
@@ -150,12 +154,12 @@ def card_editor(ns: str, default: PreprocessingCard, source: str,
     st.selectbox("Preprocessing preset", options, key=_k(ns, "preset"), on_change=on_preset,
                  help="A preset fills the fields below; editing a field makes it 'custom'.")
     c1, c2, c3 = st.columns(3)
-    c1.number_input("Input height", 1, MAX_SIDE, step=1, **kw("h"))
-    c2.number_input("Input width", 1, MAX_SIDE, step=1, **kw("w"))
+    c1.number_input("Input height", 1, MAX_EDIT_SIDE, step=1, **kw("h"))
+    c2.number_input("Input width", 1, MAX_EDIT_SIDE, step=1, **kw("w"))
     c3.selectbox("Resize", RESIZE_MODES, format_func=RESIZE_LABELS.__getitem__, **kw("resize"))
     c1, c2, c3 = st.columns(3)
     if s[_k(ns, "resize")] == "shorter-side-crop":
-        c1.number_input("Shorter side before the crop", 1, MAX_SIDE, step=1,
+        c1.number_input("Shorter side before the crop", 1, 2 * MAX_EDIT_SIDE, step=1,
                         **kw("resize_size"))
     c2.selectbox("Channels", (1, 3), format_func=CHANNEL_LABELS.__getitem__,
                  help="As many as the model's first layer takes.", **kw("channels"))
@@ -173,6 +177,11 @@ def card_editor(ns: str, default: PreprocessingCard, source: str,
         m1, m2 = st.columns(2)
         m1.text_input("Mean (one per channel, in pixel-range units)", **kw("mean"))
         m2.text_input("Std (one per channel, in pixel-range units)", **kw("std"))
+    chosen = cards.get(s[_k(ns, "preset")])
+    if chosen is not None and max(chosen.size) > MAX_EDIT_SIDE:
+        st.warning(f"An input side above {MAX_EDIT_SIDE} px is not offered on this shared "
+                   f"server: {chosen.size[0]}×{chosen.size[1]} was reduced to at most "
+                   f"{MAX_EDIT_SIDE} per side.")
     try:
         return _build(ns, scan)
     except CardError as e:

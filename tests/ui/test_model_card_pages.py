@@ -269,3 +269,12 @@ def test_clinician_vgg16_wrapper_on_the_mri_inspector(clinician: tuple[CNNModel,
     errs = _errors(at)
     assert any("wrong.json" in e and "brain_tumour_vgg16.pth" in e and "2 classes" in e
                for e in errs), errs
+
+
+def test_a_card_beyond_the_size_limit_is_reduced_with_a_warning(resnet: nn.Module) -> None:
+    pre = PreprocessingCard(size=(2048, 2048), resize="stretch")
+    at = _image_explorer(_bytes(resnet.state_dict()), "resnet18_3.pt",
+                         _card(pre=pre).to_json().encode())
+    assert any("1024" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.number_input(key="img_pre_card_h").value == 1024
+    assert not at.error, _errors(at)

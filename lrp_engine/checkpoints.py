@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 import pickle
 import re
@@ -52,6 +51,7 @@ from .models.zoo import (
     spec,
     with_metadata,
 )
+from .safetensors_header import HeaderError, read_header
 
 #: wrapper keys that may hold the state dict, tried in this order
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights",
@@ -86,23 +86,10 @@ def _read_source(source: bytes | bytearray | memoryview | str | Path) -> tuple[b
 def _safetensors_header(data: bytes) -> dict | None:
     """The parsed safetensors header, None if ``data`` does not start like one; raises
     :class:`CheckpointError` for a header that starts like one but is broken."""
-    if len(data) < 10:
-        return None
-    (n,) = struct.unpack("<Q", data[:8])
-    if data[8:9] != b"{":
-        return None
-    if n > len(data) - 8:
-        raise CheckpointError(
-            f"broken safetensors file: its header says {n} bytes but the file has only "
-            f"{len(data) - 8} after the length field (truncated upload?)")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"broken safetensors file: its header is not valid JSON ({e})") \
-            from None
-    if not isinstance(header, dict):
-        raise CheckpointError("broken safetensors file: its header is not a JSON object")
-    return header
+        return read_header(data)
+    except HeaderError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def _load_safetensors(data: bytes) -> dict[str, Tensor]:

@@ -442,9 +442,6 @@ def test_card_from_safetensors_without_a_card() -> None:
     (_safetensors_with([1, 2]), "__metadata__ is not a JSON object"),
     (_safetensors_with({MODEL_CARD_KEY: _hostile(num_classes=10**9, class_names=[]).decode()}),
      "100,000"),
-    (struct.pack("<Q", 500) + b'{"a": 1}', "truncated"),
-    (struct.pack("<Q", 10**12) + b'{"a": 1}', "claims"),
-    (struct.pack("<Q", 6) + b'{"a": ', "not valid JSON"),
     (struct.pack("<Q", 2) + b'{}' + b'[]', None),
 ])
 def test_malformed_safetensors_metadata(data: bytes, match: str | None) -> None:
@@ -453,6 +450,20 @@ def test_malformed_safetensors_metadata(data: bytes, match: str | None) -> None:
         return
     with pytest.raises(CardError, match=match):
         card_from_safetensors(data)
+
+
+@pytest.mark.parametrize("data, match", [
+    (struct.pack("<Q", 500) + b'{"a": 1}', "truncated"),
+    (struct.pack("<Q", 10**12) + b'{"a": 1}', "claims"),
+    (struct.pack("<Q", 6) + b'{"a": ', "not valid JSON"),
+])
+def test_a_broken_safetensors_header_is_the_checkpoints_error(data: bytes, match: str) -> None:
+    """No card is read from a broken header; reading the file as a checkpoint says why."""
+    from lrp_engine.checkpoints import CheckpointError, read_state_dict
+
+    assert card_from_safetensors(data) is None
+    with pytest.raises(CheckpointError, match=match):
+        read_state_dict(data)
 
 
 def test_save_safetensors_refuses_bad_input() -> None:

@@ -19,13 +19,14 @@ import dataclasses
 import json
 import math
 import numbers
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..safetensors_header import HeaderError, read_header
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,7 +52,6 @@ MODEL_CARD_VERSION = 1
 #: the safetensors metadata key holding a model card's JSON
 MODEL_CARD_KEY = "lrp_explorer.model_card"
 #: largest safetensors header parsed for the card (the safetensors library's own limit)
-MAX_HEADER_BYTES = 100_000_000
 
 
 class CardError(ValueError):
@@ -517,26 +517,17 @@ def save_safetensors(state_dict: Mapping[str, Tensor], card: ModelCard) -> bytes
 
 def card_from_safetensors(data: bytes | bytearray | memoryview) -> ModelCard | None:
     """The model card stored in a safetensors file's metadata; None when ``data`` is not a
-    safetensors file or holds no card. Reads only the header (no tensors are loaded);
-    a broken header or card → :class:`CardError`."""
+    safetensors file (or one whose header is broken: reading it as a checkpoint says so) or
+    holds no card. Reads only the header (no tensors are loaded); a broken card →
+    :class:`CardError`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CardError(f"expected the file's bytes, got {type(data).__name__}")
-    view = memoryview(data)
-    if len(view) < 10 or view[8:9].tobytes() != b"{":
-        return None
-    (n,) = struct.unpack("<Q", view[:8].tobytes())
-    if n > MAX_HEADER_BYTES:
-        raise CardError(f"broken safetensors file: its header claims {n:,} bytes (at most "
-                        f"{MAX_HEADER_BYTES:,})")
-    if n > len(view) - 8:
-        raise CardError(f"broken safetensors file: its header says {n:,} bytes but the file "
-                        f"has only {len(view) - 8:,} after the length field (truncated?)")
     try:
-        header = json.loads(view[8:8 + n].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise CardError("broken safetensors file: its header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise CardError("broken safetensors file: its header is not a JSON object")
+        header = read_header(data)
+    except HeaderError:  # a broken checkpoint: the checkpoint loader says what is wrong
+        return None
+    if header is None:
+        return None
     meta = header.get("__metadata__")
     if meta is None:
         return None

@@ -160,11 +160,13 @@ class RelevancePass:
                 module = modules[info.name]
                 hook = self._hook_for(info)
                 if hook is not None:
-                    self._handles.append(module.register_forward_hook(hook))
+                    self._handles.append(module.register_forward_hook(self._engine(hook)))
                 if info.role == "pass-activation" and getattr(module, "inplace", False):
-                    self._handles.append(module.register_forward_pre_hook(self._keep_input))
+                    self._handles.append(
+                        module.register_forward_pre_hook(self._engine(self._keep_input)))
                 if info.name in fed and type(module) is nn.ReLU:
-                    self._handles.append(module.register_forward_hook(self._relu_hook))
+                    self._handles.append(
+                        module.register_forward_hook(self._engine(self._relu_hook)))
             if self.table.graph_ops:
                 self._mode = PassMode(self._on_sum)
                 self._mode.__enter__()
@@ -187,6 +189,20 @@ class RelevancePass:
         if self._ctx_token is not None:
             _ACTIVE_PASS.reset(self._ctx_token)
             self._ctx_token = None
+
+    def _engine(self, hook: Callable) -> Callable:
+        """``hook`` running as the engine's own code: the tensors it adds (a rule's terms)
+        are not the model's residual sums, so :class:`PassMode` lets them through."""
+        def run(*args: Any) -> Any:
+            mode = self._mode
+            if mode is None:
+                return hook(*args)
+            mode.paused += 1
+            try:
+                return hook(*args)
+            finally:
+                mode.paused -= 1
+        return run
 
     def _active(self) -> bool:
         return _ACTIVE_PASS.get() is self._token

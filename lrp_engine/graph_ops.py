@@ -165,15 +165,20 @@ class ProbeMode(TorchFunctionMode):
 
 class PassMode(TorchFunctionMode):
     """During a relevance pass: hands each residual sum to ``on_sum`` and makes attention
-    weights constants (see the module docstring)."""
+    weights constants (see the module docstring). The engine's own hooks run ``paused``:
+    the additions inside a rule (γ's terms, αβ's parts) are not residual sums."""
 
     def __init__(self, on_sum: SumHandler) -> None:
         super().__init__()
         self.on_sum = on_sum
+        #: > 0 while the engine's own hooks run (their tensor ops are not the model's)
+        self.paused = 0
 
     def __torch_function__(self, func: Any, types: tuple, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         operands = residual_operands(func, args, kwargs)
         if operands is not None:
             return self.on_sum(*operands, func in _INPLACE, lambda: func(*args, **kwargs))

@@ -79,6 +79,19 @@ def test_residual_sum_is_a_rule_layer_with_a_stabilised_split(how: str) -> None:
     torch.testing.assert_close(res.logits, net(x.clone()))  # forward values unchanged
 
 
+@pytest.mark.parametrize("rule", [le.Gamma(0.25), le.AlphaBeta(2.0, 1.0), le.Epsilon(0.1)])
+def test_the_rules_own_additions_are_not_residual_sums(rule: le.Rule) -> None:
+    """γ and αβ add their terms inside the layer hooks; only the model's sum is a sum row,
+    whatever the rules compute (a rule's additions once shifted every later sum's rule)."""
+    net = Residual("plus").double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    table = le.layer_table(net, x)
+    comp = le.Composite(default=rule)
+    with le.RelevancePass(net, table, comp) as rp, torch.enable_grad():
+        net(x.clone().requires_grad_(True))
+    assert rp._sums_run == 1
+
+
 def test_sums_with_parameters_or_constants_are_not_residual_sums() -> None:
     class Shifted(nn.Module):
         def __init__(self) -> None:

@@ -177,14 +177,8 @@ def test_epsilon_agrees_with_zennit(case: dict) -> None:
     _assert_agree(r, _zennit(case, zcomp), case["gxi"])
 
 
-def test_epsilon_gamma_box_agrees_with_zennit(case: dict, request: pytest.FixtureRequest
-                                             ) -> None:
+def test_epsilon_gamma_box_agrees_with_zennit(case: dict) -> None:
     """zennit's EpsilonGammaBox (its defaults) as an engine composite."""
-    if case["name"] == "resnet50":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "the relevance pass treats additions inside the rules (γ's c_z·z + c_p·P, "
-            "_signed_sum, stabilize) as residual sums: they take sum rows and the sums' "
-            "ε = 1e-6 scaling (4.5e-6 relative here; 5.9e-16 with both sums' ε = 1e-30)")))
     x = case["x"]
     zcomp = EpsilonGammaBox(
         low=case["low"].view(1, 3, 1, 1).expand_as(x).clone(),

@@ -1,7 +1,8 @@
 """The model and its preprocessing card, for the Image explorer and the MRI inspector.
 
-:func:`choose_model_and_card` draws the sidebar's model choice (as
-:func:`ui.scan_input.choose_model`) and, for "your own checkpoint", the checkpoint, an
+:func:`choose_model_and_card` draws the sidebar's model choice (a bundled model, VGG-16
+with ImageNet weights, an operator's model, or "your own checkpoint") and, for the latter,
+the checkpoint, an
 optional model card (JSON), the architecture (every registry architecture, searchable), the
 class names and the preprocessing card editor (:func:`ui.card_editor.card_editor`). It
 returns a :class:`Setup`: the model and the card that makes its input.

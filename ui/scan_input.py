@@ -5,10 +5,9 @@
   key (:data:`IMAGE_UPLOAD`, :data:`CHECKPOINT_UPLOAD`, :data:`CLASS_NAMES_UPLOAD`,
   :data:`SCAN_UPLOAD`; the file name, optional, under the same key + ``"_name"``), like
   :data:`ui.state.CANVAS_IMAGE` replaces the canvas.
-* :func:`choose_model`: the sidebar's model choice (bundled EfficientNet-Lite0, VGG-16 with
-  ImageNet weights, the MRI demo CNN, or the user's checkpoint) → :class:`ModelChoice`.
-* :func:`photo_input` / :func:`prepare_photo`: a bundled sample or an uploaded photo → the
-  model's input, with the preprocessing spelled out.
+* :class:`ModelChoice`: the model a page explains (the sidebar's choice is drawn by
+  :func:`ui.model_setup.choose_model_and_card`).
+* :func:`photo_input`: a bundled sample or an uploaded photo.
 * :func:`scan_input`, :func:`window_controls`, :func:`scan_model_input`,
   :func:`scan_background`: a demo slice, DICOM, NIfTI or PNG/JPEG → a 2-D scan, its display
   window and the model's input.
@@ -32,16 +31,12 @@ import torch
 from torch import nn
 
 from lrp_engine import medical
-from lrp_engine.checkpoints import CheckpointError, LoadedModel
 from lrp_engine.io import ImageLoadError, load_image
 from lrp_engine.models.card import PreprocessingCard
 from lrp_engine.models.zoo import (
-    ARCHITECTURES,
     IMAGENET_CLASSES,
     WeightsUnavailableError,
-    prepare_image,
     preprocessing,
-    spec,
 )
 
 from . import resources
@@ -141,27 +136,6 @@ class ModelChoice:
         return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.model.modules())
 
 
-def choose_model(options: tuple[str, ...], ns: str, default_arch: str = "vgg16"
-                 ) -> ModelChoice | None:
-    """The sidebar's model choice among ``options`` (keys of :data:`MODEL_LABELS`); None
-    after a message in the main area saying what is missing."""
-    kind = st.sidebar.radio("Model", options, key=f"{ns}_model",
-                            format_func=MODEL_LABELS.__getitem__)
-    if kind == "efficientnet_lite0":
-        with st.spinner("Loading EfficientNet-Lite0…"):
-            model = resources.imagenet_model("efficientnet_lite0")
-        return ModelChoice(model, "efficientnet_lite0", "efficientnet_lite0",
-                           tuple(IMAGENET_CLASSES), MODEL_LABELS[kind])
-    if kind == "vgg16":
-        return _vgg16(ns)
-    if kind == "mri_demo":
-        from lrp_engine.mri_demo import CLASS_NAMES
-
-        return ModelChoice(resources.mri_demo_model(), "mri_demo", "mri_demo",
-                           tuple(CLASS_NAMES), MODEL_LABELS[kind])
-    return checkpoint_input(ns, default_arch)
-
-
 def _vgg16(ns: str) -> ModelChoice | None:
     """VGG-16 from the hub cache (or downloaded once); offline: the reason and a path field."""
     failed = f"{ns}_vgg16_unavailable"
@@ -212,58 +186,6 @@ def parse_class_names(data: bytes) -> tuple[str, ...]:
     return tuple(ln[:200] for ln in lines)
 
 
-def checkpoint_input(ns: str, default_arch: str = "vgg16") -> ModelChoice | None:
-    """The sidebar's checkpoint controls: file, architecture, number of classes, class
-    names. Returns the loaded model or None after saying why (``st.error``/``st.info``)."""
-    sb = st.sidebar
-    up = read_upload("Checkpoint (.pt, .pth, .safetensors)", f"{ns}_ckpt_file",
-                     CHECKPOINT_UPLOAD, CHECKPOINT_TYPES, container=sb,
-                     help="A state dict (torch.save(model.state_dict(), …)) or a safetensors "
-                          "file. Pickled Python objects are refused, never executed. Kept in "
-                          "memory only.")
-    archs = list(ARCHITECTURES)
-    arch = sb.selectbox("Architecture", archs, key=f"{ns}_ckpt_arch",
-                        index=archs.index(default_arch) if default_arch in archs else 0,
-                        format_func=lambda a: spec(a).label)
-    sb.caption(spec(arch).description)
-    k = int(sb.number_input("Number of classes", 0, MAX_CLASS_NAMES, 0,
-                            key=f"{ns}_ckpt_classes",
-                            help="0: read it from the checkpoint's last layer."))
-    names_up = read_upload("Class names (optional text file, one per line)",
-                           f"{ns}_ckpt_names", CLASS_NAMES_UPLOAD, ["txt", "csv"], container=sb)
-    if up is None:
-        st.info("Upload a checkpoint in the sidebar (a state dict saved with torch.save, or a "
-                ".safetensors file) and choose its architecture.")
-        return None
-    names = None
-    if names_up is not None:
-        try:
-            names = parse_class_names(names_up.data)
-        except ValueError as e:
-            st.error(f"{plain(names_up.name)}: {plain(e)}")
-            return None
-    args = (up.digest, arch, k or None, names)
-    errors = st.session_state.setdefault("_checkpoint_errors", {})
-    if args in errors:  # a bad file is not re-read on every rerun
-        st.error(errors[args])
-        return None
-    try:
-        with st.spinner("Reading the checkpoint…"):
-            loaded: LoadedModel = resources.user_checkpoint(up.data, *args, up.name)
-    except CheckpointError as e:
-        errors[args] = msg = f"{plain(up.name)}: {plain(e)}"
-        while len(errors) > 8:
-            errors.pop(next(iter(errors)))
-        st.error(msg)
-        return None
-    key = f"checkpoint-{up.digest[:16]}-{arch}-{loaded.num_classes}"
-    return ModelChoice(loaded.model, key, arch, tuple(loaded.class_names),
-                       f"{up.name} ({spec(arch).label}, {loaded.num_classes} classes)",
-                       tuple(loaded.notes))
-
-
-# -- photos -----------------------------------------------------------------------------------
-
 @functools.lru_cache(maxsize=len(SAMPLES))
 def _sample(name: str) -> Upload:
     data = (SAMPLE_DIR / name).read_bytes()
@@ -284,39 +206,7 @@ def photo_input() -> tuple[Upload | None, str | None]:
     return up, None if up is not None else "Upload a photo, or pick a bundled sample."
 
 
-@dataclass(frozen=True)
-class PreparedPhoto:
-    """A photo as the model sees it: ``x`` float32 [1, C, H, W] (normalised), ``shown``
-    uint8 [H, W, 3] or [H, W] (the same crop before normalisation), ``thumbnail`` uint8
-    (the whole photo, longest side ≤ 512) and the ``original_size`` (width, height)."""
-
-    x: np.ndarray
-    shown: np.ndarray
-    thumbnail: np.ndarray
-    original_size: tuple[int, int]
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
-def prepare_photo(data: bytes, arch: str) -> PreparedPhoto:
-    """Decode ``data`` safely and apply ``arch``'s preprocessing (resize the shorter side,
-    centre crop, normalise). Raises :class:`lrp_engine.io.ImageLoadError`."""
-    img = load_image(data)
-    x = prepare_image(img, arch)
-    shown = preprocessing(arch).denormalise(x)[0].clamp(0, 1).mul(255).round().byte()
-    shown = shown.permute(1, 2, 0).numpy()
-    thumb = img.copy()
-    thumb.thumbnail((512, 512))
-    return PreparedPhoto(x=x.numpy(), shown=shown[..., 0] if shown.shape[-1] == 1 else shown,
-                         thumbnail=np.asarray(thumb), original_size=img.size)
-
-
-def describe_preprocessing(arch: str, original_size: tuple[int, int]) -> str:
-    """One plain sentence: what :func:`prepare_photo` did for ``arch`` (its card)."""
-    return f"{original_size[0]}×{original_size[1]} photo → {preprocessing(arch).describe()}."
-
-
-# -- scans ------------------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class Scan:
     """One 2-D scan: ``array`` float32 [H, W] in the file's units (after DICOM rescale),

@@ -49,20 +49,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "explain", help="explain one picture with a checkpoint and write the heatmap PNG",
         description="LRP heatmap of one picture. The input is made as a card says: --card, "
         "else the model card stored in a safetensors checkpoint, else the architecture's "
-        "default card.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "default card.")
     p.add_argument("image", help="picture (PNG, JPEG, TIFF, …) or a 2-D/3-D .npy array")
     p.add_argument("--model", default=None,
                    help="architecture name (default: the model card's architecture)")
     p.add_argument("--weights", required=True, help="checkpoint (.pt/.pth or .safetensors)")
     p.add_argument("--card", default=None, help="model card or preprocessing card (JSON)")
     p.add_argument("--composite", default="epsilon", choices=list(PRESETS),
-                   metavar="NAME", help=f"LRP preset: {', '.join(PRESETS)}")
+                   metavar="NAME", help=f"LRP preset: {', '.join(PRESETS)} (default: epsilon)")
     p.add_argument("--target", type=int, default=None,
                    help="class index to explain (default: the predicted class)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="expected number of classes (default: read from the checkpoint)")
-    p.add_argument("-o", "--output", default="heatmap.png", help="heatmap PNG to write")
+    p.add_argument("-o", "--output", default="heatmap.png",
+                   help="heatmap PNG to write (default: heatmap.png)")
     p.add_argument("--overlay", action="store_true",
                    help="draw the heatmap over the (grey) model input instead of alone")
     p.add_argument("--scale", type=int, default=1, help="enlarge each pixel scale×scale")

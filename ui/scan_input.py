@@ -206,7 +206,6 @@ def photo_input() -> tuple[Upload | None, str | None]:
     return up, None if up is not None else "Upload a photo, or pick a bundled sample."
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 @dataclass(frozen=True)
 class Scan:
     """One 2-D scan: ``array`` float32 [H, W] in the file's units (after DICOM rescale),

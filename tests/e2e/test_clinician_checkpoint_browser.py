@@ -1,0 +1,182 @@
+"""The clinician's case on the MRI inspector, in a real browser.
+
+A fine-tuning notebook's wrapper (``CNNModel`` holding ``self.vgg16`` with
+``classifier[6] = nn.Linear(4096, 4)``, so every key starts with ``vgg16.``), random
+weights, saved as a float16 ``.safetensors`` state dict (~265 MB: half of float32; the
+loader converts it to float32 and says so), plus a model card JSON (architecture vgg16,
+four class names, the card "resize to a square, no normalisation" at 255×255). Both go
+through the sidebar's uploaders, a grey PNG slice through the scan uploader. The page must
+predict what the model itself predicts on ``Resize((255, 255)) + ToTensor()`` of that PNG
+(as the app reads pictures: grey, then three equal channels), print the tensor's shape
+1×3×255×255 and draw the heatmap.
+
+The files are written once per module (``tmp_path_factory``); the checkpoint is handed to
+Chromium by its path, so Playwright does not copy 265 MB through its pipe. The phases'
+times (upload, checkpoint read, explanation) are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from lrp_engine.models.card import CARD_PRESETS, ModelCard
+from lrp_engine.torchvision_compat import import_torchvision
+
+from .harness import (
+    PLOTLY_CHART,
+    arm_rerun,
+    assert_no_exception,
+    choose_radio,
+    error_texts,
+    metric_value,
+    page_exists,
+    shot,
+    upload_file,
+    wait_idle,
+    wait_rerun,
+    widget,
+)
+
+pytestmark = pytest.mark.skipif(not page_exists("mri_inspector.py"),
+                                reason="the MRI inspector page does not exist")
+
+SCAN_LABEL = "A scan: DICOM (.dcm), NIfTI (.nii, .nii.gz), PNG or JPEG"
+CHECKPOINT_LABEL = "Checkpoint (.pt, .pth, .safetensors)"
+CARD_LABEL = "Model card (.json, optional)"
+NAMES = ("glioma", "meningioma", "no tumour", "pituitary")
+#: VGG-16 on a loaded 2-core CPU: reading 265 MB, building the model, then LRP at 255×255
+SLOW_MS = 400_000
+
+#: the trace types of the page's first plotly chart (null when there is none)
+OVERLAY_JS = """() => {
+  const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  return gd && gd.data ? gd.data.map(t => t.type) : null;
+}"""
+
+
+class CNNModel(nn.Module):
+    """Like a fine-tuning notebook: torchvision's VGG-16 inside, its last layer 4 classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        tv = import_torchvision()
+        self.vgg16 = tv.models.vgg16(weights=None)
+        self.vgg16.classifier[6] = nn.Linear(4096, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vgg16(x)
+
+
+def _scan_png() -> bytes:
+    """A grey 260×300 slice: a bright blob on a noisy background."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:300, :260]
+    a = 80 + 100 * np.exp(-((yy - 150) ** 2 + (xx - 120) ** 2) / 4000.0)
+    a = np.clip(a + rng.normal(0, 10, a.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a, "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def clinician_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The float16 safetensors checkpoint, the model card JSON, the PNG slice, and the class
+    the model (its float16 weights, as float32) predicts on the card's tensor of the PNG."""
+    from safetensors.torch import save_file
+
+    tv = import_torchvision()
+    out = tmp_path_factory.mktemp("clinician")
+    torch.manual_seed(3)
+    model = CNNModel().eval()
+    half = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+    ckpt = out / "brain_tumour_vgg16.safetensors"
+    save_file(half, str(ckpt))
+    model.load_state_dict({k: v.float() for k, v in half.items()})  # what the app will load
+
+    pre = CARD_PRESETS["resize to a square, no normalisation"]
+    assert pre.size == (255, 255) and pre.channels == 3
+    card = ModelCard(architecture="vgg16", num_classes=4, class_names=NAMES, preprocessing=pre,
+                     provenance="random weights (browser test)")
+    card_path = out / "brain_tumour_vgg16_card.json"
+    card_path.write_text(card.to_json())
+
+    png = _scan_png()
+    t = tv.transforms.Compose([tv.transforms.Resize((255, 255)), tv.transforms.ToTensor()])
+    x = t(Image.open(io.BytesIO(png)).convert("L").convert("RGB"))[None]
+    assert tuple(x.shape) == (1, 3, 255, 255)
+    with torch.no_grad():
+        probs = torch.softmax(model(x), 1)[0]
+    top2 = probs.topk(2).values
+    assert float(top2[0] - top2[1]) > 1e-4, f"no clear predicted class: {probs.tolist()}"
+    return {"ckpt": ckpt, "card": card_path, "png": png,
+            "expected": NAMES[int(probs.argmax())], "probs": probs.numpy()}
+
+
+def _click_radio(page: Any, label: str, option: str) -> None:
+    arm_rerun(page)
+    choose_radio(page, label, option)
+    wait_rerun(page, timeout_ms=SLOW_MS)
+
+
+def test_clinician_vgg16_safetensors_with_card(page: Any, base_url: str, tmp_path: Path,
+                                               clinician_files: dict[str, Any]) -> None:
+    files = clinician_files
+    t_start = time.monotonic()
+    page.goto(f"{base_url}/mri_inspector")
+    widget(page, "stRadio", "Scan").wait_for(state="visible", timeout=120_000)
+    page.locator(PLOTLY_CHART).first.wait_for(state="visible", timeout=120_000)
+    wait_idle(page, 120_000)
+    assert_no_exception(page)
+
+    # the scan first (the demo CNN explains it quickly), so that the VGG-16 runs only once
+    _click_radio(page, "Scan", "Upload")
+    upload_file(page, SCAN_LABEL, "slice.png", files["png"], "image/png")
+    _click_radio(page, "Model", "Your own checkpoint")
+    upload_file(page, CARD_LABEL, files["card"].name, files["card"].read_bytes(),
+                "application/json")
+    assert not error_texts(page), error_texts(page)
+    assert page.locator(PLOTLY_CHART).count() == 0, "a heatmap before the checkpoint"
+    t_ready = time.monotonic()
+
+    # the checkpoint by its path: Chromium reads the file itself
+    box = widget(page, "stFileUploader", CHECKPOINT_LABEL)
+    arm_rerun(page)
+    box.locator('input[type="file"]').set_input_files(str(files["ckpt"]))
+    t_chosen = time.monotonic()
+    page.wait_for_function("() => window.__lrpRan === true", timeout=SLOW_MS, polling=100)
+    t_uploaded = time.monotonic()  # the file is on the server: its script run started
+    tensor_caption = page.locator('[data-testid="stCaptionContainer"]').filter(
+        has_text="The tensor the model sees")
+    tensor_caption.first.wait_for(state="visible", timeout=SLOW_MS)
+    t_loaded = time.monotonic()  # checkpoint read, model built, the card's tensor made
+    page.locator(PLOTLY_CHART).first.wait_for(state="visible", timeout=SLOW_MS)
+    wait_idle(page, SLOW_MS)
+    t_done = time.monotonic()
+    print(f"\nclinician case: page + scan + card {t_ready - t_start:.1f} s; checkpoint "
+          f"upload {t_uploaded - t_chosen:.1f} s, read + model {t_loaded - t_uploaded:.1f} s,"
+          f" explanation + page {t_done - t_loaded:.1f} s")
+
+    assert_no_exception(page)
+    assert not error_texts(page), error_texts(page)
+    shot(page, tmp_path, "mri-clinician-vgg16")
+
+    assert metric_value(page, "Prediction") == files["expected"], files["probs"]
+    captions = " ".join(page.locator('[data-testid="stCaptionContainer"]').all_inner_texts())
+    assert "1×3×255×255" in captions, captions
+    sidebar = " ".join(page.locator('[data-testid="stSidebar"]').all_inner_texts())
+    assert "float16" in sidebar and "float32" in sidebar, sidebar  # the loader's note
+    assert "vgg16." in sidebar, sidebar  # the removed key prefix
+    assert "model card from brain_tumour_vgg16_card.json" in sidebar, sidebar
+    traces = page.evaluate(OVERLAY_JS)
+    assert traces is not None and traces[:2] == ["heatmap", "heatmap"], traces
+    title = str(page.locator(f"{PLOTLY_CHART} .gtitle").first.text_content() or "")
+    assert files["expected"] in title, title

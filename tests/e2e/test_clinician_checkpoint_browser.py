@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from lrp_engine.models.card import CARD_PRESETS, ModelCard
 from lrp_engine.torchvision_compat import import_torchvision
+from tests.clinician import CNNModel, scan_png
 
 from .harness import (
     PLOTLY_CHART,
@@ -63,30 +62,6 @@ OVERLAY_JS = """() => {
 }"""
 
 
-class CNNModel(nn.Module):
-    """Like a fine-tuning notebook: torchvision's VGG-16 inside, its last layer 4 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        tv = import_torchvision()
-        self.vgg16 = tv.models.vgg16(weights=None)
-        self.vgg16.classifier[6] = nn.Linear(4096, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg16(x)
-
-
-def _scan_png() -> bytes:
-    """A grey 260×300 slice: a bright blob on a noisy background."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:300, :260]
-    a = 80 + 100 * np.exp(-((yy - 150) ** 2 + (xx - 120) ** 2) / 4000.0)
-    a = np.clip(a + rng.normal(0, 10, a.shape), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(a, "L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def clinician_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The float16 safetensors checkpoint, the model card JSON, the PNG slice, and the class
@@ -109,7 +84,7 @@ def clinician_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     card_path = out / "brain_tumour_vgg16_card.json"
     card_path.write_text(card.to_json())
 
-    png = _scan_png()
+    png = scan_png()
     t = tv.transforms.Compose([tv.transforms.Resize((255, 255)), tv.transforms.ToTensor()])
     x = t(Image.open(io.BytesIO(png)).convert("L").convert("RGB"))[None]
     assert tuple(x.shape) == (1, 3, 255, 255)

@@ -27,6 +27,7 @@ from torch import nn
 from lrp_engine.models import zoo
 from lrp_engine.models.card import CARD_PRESETS, ModelCard, PreprocessingCard, save_safetensors
 from lrp_engine.torchvision_compat import import_torchvision
+from tests.clinician import CNNModel, scan_png
 from ui.model_setup import MODEL_CARD_UPLOAD
 from ui.scan_input import CHECKPOINT_UPLOAD, SCAN_UPLOAD
 
@@ -191,19 +192,6 @@ def test_contradicting_and_hostile_cards_then_a_valid_one(resnet: nn.Module) -> 
 
 # -- the clinician's case on the MRI inspector ------------------------------------------------
 
-class CNNModel(nn.Module):
-    """Like a fine-tuning notebook: torchvision's VGG-16 inside, its last layer 4 classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        tv = import_torchvision()
-        self.vgg16 = tv.models.vgg16(weights=None)
-        self.vgg16.classifier[6] = nn.Linear(4096, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg16(x)
-
-
 @pytest.fixture(scope="module")
 def clinician() -> tuple[CNNModel, bytes]:
     torch.manual_seed(3)
@@ -211,21 +199,11 @@ def clinician() -> tuple[CNNModel, bytes]:
     return model, _bytes(model.state_dict())
 
 
-def _scan_png() -> bytes:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:300, :260]
-    a = 80 + 100 * np.exp(-((yy - 150) ** 2 + (xx - 120) ** 2) / 4000.0)
-    a = np.clip(a + rng.normal(0, 10, a.shape), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(a, "L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_clinician_vgg16_wrapper_on_the_mri_inspector(clinician: tuple[CNNModel, bytes]
                                                       ) -> None:
     model, ckpt = clinician
     tv = import_torchvision()
-    png = _scan_png()
+    png = scan_png()
     t = tv.transforms.Compose([tv.transforms.Resize((255, 255)), tv.transforms.ToTensor()])
     x = t(Image.open(io.BytesIO(png)).convert("RGB"))[None]
     with torch.no_grad():

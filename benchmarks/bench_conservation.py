@@ -25,7 +25,7 @@ ratio (min–max over a model's inputs); ``*`` marks a cell outside [0, 2], ``!`
 [−0.5, 2] as well. A family the engine cannot explain prints its ``UnsupportedLayerError``
 in one line and the run goes on. Run by hand, not in CI:
 
-    python benchmarks/bench_conservation.py                        # ≈ 8–15 min on 2 cores
+    python benchmarks/bench_conservation.py                        # ≈ 5 min on 2 cores
     python benchmarks/bench_conservation.py --families resnet50,lenet --presets epsilon
 """
 

@@ -25,8 +25,8 @@
    explanation. A family the engine cannot explain prints its ``UnsupportedLayerError`` in
    one line and the run goes on.
 
-    python benchmarks/bench_models.py                         # all of it: ≈ 1 h on 2 cores
-    python benchmarks/bench_models.py --quick                 # fewer repeats: ≈ 25 min
+    python benchmarks/bench_models.py                         # all of it: ≈ 15 min idle
+    python benchmarks/bench_models.py --quick                 # fewer repeats: ≈ 8 min
     python benchmarks/bench_models.py --families resnet50,vit_b_16 --batches 1 --repeats 5
 
 The machine is shared and noisy: compare ratios, not absolute times.
@@ -181,8 +181,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def _usable(fns: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
-    """Call each function once (the warm-up: layer-table probes, allocator); one that
-    raises prints its error in one line and is left out."""
+    """Call each function once, as a trial; one that raises prints its error in one line
+    and is left out (zennit on a family it cannot canonise)."""
     ok = {}
     for k, f in fns.items():
         try:

@@ -36,7 +36,7 @@ PASS_ACTIVATIONS = (nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.GELU, nn.ELU, nn.Tanh, nn
 GATE_TYPES = (nn.Sigmoid, nn.Hardsigmoid)
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.Identity)
-#: normalisations whose mean and standard deviation are constants for relevance
+#: normalisations whose standard deviation is a constant for relevance (see lrp_engine.norms)
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm)
 #: leaf modules of other libraries by qualified class name → role, with the reason
 KNOWN_LEAVES = {

@@ -275,8 +275,8 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
         raise UnsupportedLayerError(
             errors[0] + ". Supported: Conv1d/2d/3d, Linear, BatchNorm, LayerNorm, GroupNorm, "
             "ReLU, LeakyReLU, ReLU6 and other elementwise activations, sigmoid gates, "
-            "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Identity, residual "
-            "sums, multi-head attention")
+            "MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, Dropout, Flatten, "
+            "Identity, residual sums, multi-head attention")
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise ValueError(
             f"the model must return logits of shape [N, classes]; got {_shape(out)}")

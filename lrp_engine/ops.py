@@ -23,8 +23,17 @@ Forward = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-AVGPOOL_TYPES = (nn.AvgPool2d, nn.AdaptiveAvgPool2d)
-MAXPOOL_TYPES = (nn.MaxPool2d,)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+#: spatial dimensions of each pooling type → its functional average pool, fixed-window and
+#: adaptive (one mechanism for 1-, 2- and 3-d pooling)
+_POOL_DIMS = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+              nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+              nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+_ADAPTIVE_AVG_POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d,
+                      3: F.adaptive_avg_pool3d}
 
 
 class AffineOp:
@@ -245,31 +254,46 @@ def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:
     return AffineOp(fn, None, None, native, params=lambda: bn_scale_shift(bn))
 
 
+def _pool_dims(module: nn.Module) -> int:
+    """Spatial dimensions (1, 2 or 3) of a pooling layer (subclasses included)."""
+    for t in type(module).__mro__:
+        if t in _POOL_DIMS:
+            return _POOL_DIMS[t]
+    raise TypeError(f"not a pooling layer: {type(module).__name__}")
+
+
 def pool_op(module: nn.Module, native: Tensor | None, x: Tensor) -> AffineOp:
-    """Average pooling (or max pooling treated as average pooling) as ``w · avgpool(a)``."""
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        size = module.output_size
+    """Average pooling (or max pooling treated as average pooling) as ``w · avgpool(a)``,
+    for 1-, 2- and 3-d pools alike (``a``: [N, C, L], [N, C, H, W] or [N, C, D, H, W]).
+
+    A max pool becomes the average pool over the same windows (kernel, stride, padding,
+    ceil mode), padding not counted; dilated max pools have no such average pool."""
+    dims = _pool_dims(module)
+    m = module
+    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+        adaptive = _ADAPTIVE_AVG_POOL[dims]
 
         def pool(a: Tensor) -> Tensor:
-            return F.adaptive_avg_pool2d(a, size)
-    elif isinstance(module, nn.AvgPool2d):
-        m = module
+            return adaptive(a, m.output_size)
+    elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+        avg = _AVG_POOL[dims]
+        # AvgPool1d has no divisor_override (F.avg_pool1d takes none)
+        extra = () if dims == 1 else (m.divisor_override,)
 
         def pool(a: Tensor) -> Tensor:
-            return F.avg_pool2d(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                                m.count_include_pad, m.divisor_override)
-    elif isinstance(module, nn.MaxPool2d):
-        m = module
-        if m.dilation not in (1, (1, 1)):
-            raise ValueError("MaxPool2d with dilation cannot be treated as average pooling; "
-                             "use maxpool='winner'")
+            return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                       m.count_include_pad, *extra)
+    else:  # a max pool
+        dilation = m.dilation if isinstance(m.dilation, tuple) else (m.dilation,)
+        if any(d != 1 for d in dilation):
+            raise ValueError(f"{type(m).__name__} with dilation cannot be treated as average "
+                             "pooling; use maxpool='winner'")
         native = None  # the native output is the max, not the average
+        avg = _AVG_POOL[dims]
 
         def pool(a: Tensor) -> Tensor:
-            return F.avg_pool2d(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                                count_include_pad=False)
-    else:
-        raise TypeError(f"not a pooling layer: {type(module).__name__}")
+            return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                       count_include_pad=False)
 
     def fn(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         return w * pool(a)

@@ -185,18 +185,22 @@ def test_nifti_volume_with_axis_and_slice_selector(at: AppTest) -> None:
     assert _relevance(_spec(at, "mri_overlay")).shape == (96, 96)
 
 
-def test_report_image_is_a_pure_function() -> None:
+def test_report_is_a_pure_function() -> None:
+    from datetime import datetime, timezone
+
     scan = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))
     over = np.stack([scan] * 3, -1)
-    img = report.report_image(scan, over, prediction="glioma (91.0 %)",
-                              probabilities=[("glioma", 0.91), ("no tumour", 0.09)],
-                              model="VGG-16", rules="features.0 (Conv2d): LRP-γ γ=0.25",
-                              blrp="not run", certainty=np.full((1, 64, 64), 0.5),
-                              disclaimer="not diagnostic")
-    png = report.png_bytes(img)
-    back = Image.open(io.BytesIO(png))
-    assert back.format == "PNG" and back.size == img.size and img.width >= 900
-    assert report.pdf_bytes(img).startswith(b"%PDF")
+    r = report.ScanReport(scan=scan, overlay=over, prediction="glioma (91.0 %)",
+                          probabilities=[("glioma", 0.91), ("no tumour", 0.09)],
+                          model="VGG-16", card="stretch to 64×64", scan_source="picture",
+                          slices="a single 2-D slice", orientation="as stored",
+                          window="centre 128, width 256",
+                          rules="features.0 (Conv2d): LRP-γ γ=0.25", blrp="not run",
+                          disclaimer="not diagnostic", when=datetime.now(timezone.utc),
+                          certainty=np.full((1, 64, 64), 0.5))
+    back = Image.open(io.BytesIO(report.report_png(r)))
+    assert back.format == "PNG" and back.width >= 900
+    assert report.report_pdf(r).startswith(b"%PDF")
 
 
 def test_own_checkpoint_with_class_names_on_a_demo_slice(at: AppTest) -> None:

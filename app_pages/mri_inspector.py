@@ -267,21 +267,29 @@ blrp_text = ("not run" if blrp is None else
              f"{', '.join(f'{al:g}' for al in alphas)}, explained class "
              f"{class_name(blrp.target)}; certainty = share of samples with positive relevance "
              "(white where the relevance is below 1 % of its largest magnitude)")
-img = report.report_image(
-    bg, viz.overlay(bg, a.relevance, opacity),
+orientation, markers = report.scan_orientation(scan)
+with_date = st.checkbox("Include the study date", key="mri_report_study_date", value=False)
+content = report.ScanReport(
+    scan=bg, overlay=viz.overlay(bg, a.relevance, opacity),
     prediction=f"{class_name(a.prediction)} ({100 * a.probs[a.prediction]:.1f} %)",
-    probabilities=probs_sorted, model=f"{m.label}; input {pre.channels}×{pre.size[0]}×"
-    f"{pre.size[1]}; scan: {scan.source}, window {centre:.4g} ± {width / 2:.4g}",
+    probabilities=probs_sorted, model=m.label,
+    card=f"input {pre.channels}×{pre.size[0]}×{pre.size[1]}; {pre.describe()}",
+    scan_source=report.describe_scan(scan), slices=report.describe_slices(scan),
+    orientation=orientation, window=f"centre {centre:.4g}, width {width:.4g} (display only)",
     rules=rules_text, blrp=blrp_text,
-    certainty=None if blrp is None else report.certainty_map(blrp.agreement, blrp.mean),
     disclaimer=f"{DISCLAIMER} {NOT_A_DEVICE}" if demo else NOT_A_DEVICE,
-    when=datetime.now(timezone.utc))
-png = report.png_bytes(img)
+    when=datetime.now(timezone.utc),
+    certainty=None if blrp is None else report.certainty_map(blrp.agreement, blrp.mean),
+    markers=markers, study_date=getattr(scan, "study_date", None) if with_date else None)
+png, pdf = report.report_png(content), report.report_pdf(content)
 st.session_state[REPORT_KEY] = png
+st.session_state["mri_report_pdf"] = pdf
 r1, r2 = st.columns(2)
 r1.download_button("Report (PNG)", png, "lrp_report.png", "image/png", on_click="ignore",
                    key="mri_report_png_button")
-r2.download_button("Report (PDF)", lambda: report.pdf_bytes(img), "lrp_report.pdf",
-                   "application/pdf", on_click="ignore", key="mri_report_pdf_button")
+r2.download_button("Report (PDF)", pdf, "lrp_report.pdf", "application/pdf",
+                   on_click="ignore", key="mri_report_pdf_button")
 st.caption("The report holds the scan as shown, the overlay, the prediction with every "
-           "class's probability, the model, the rule and B-LRP settings and the date (UTC).")
+           "class's probability, the model, the rule and B-LRP settings and the date (UTC). "
+           "It is de-identified: no patient name, ID, birth date, accession number or file "
+           "name.")

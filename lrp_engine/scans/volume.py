@@ -89,9 +89,18 @@ class Volume:
         a = np.asarray(image, dtype=np.float32)
         if a.ndim != 2:
             raise ValueError(f"expected a 2-D image, got shape {list(a.shape)}")
-        neuro = convert(a, 2, convention, "neurological")
-        data = np.ascontiguousarray(np.rot90(neuro, k=-1))[:, :, None]  # [X, Y, 1]
-        return cls(data=data, spacing=(float(spacing[1]), float(spacing[0]), 1.0),
+        return cls.from_axial_stack(a[None], (*spacing, 1.0), convention, oriented, **kw)
+
+    @classmethod
+    def from_axial_stack(cls, slices: np.ndarray,
+                         spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                         convention: Convention = "neurological", oriented: bool = True,
+                         **kw: object) -> Volume:
+        """A volume from axial display slices [Z, rows, cols] (slice 0 the most inferior,
+        anterior at the top, laid out in ``convention``). ``spacing``: mm per (row, column,
+        slice)."""
+        return cls(data=axial_stack_to_ras(slices, convention),
+                   spacing=(float(spacing[1]), float(spacing[0]), float(spacing[2])),
                    oriented=oriented, **kw)  # type: ignore[arg-type]
 
 
@@ -123,6 +132,19 @@ def slice_array(data: np.ndarray, axis: int, index: int | None = None,
     if axis == 0 or convention == "radiological":  # sagittal: anterior on the left
         shown = shown[:, ::-1]
     return np.ascontiguousarray(shown)
+
+
+def axial_stack_to_ras(slices: np.ndarray, convention: Convention = "neurological"
+                       ) -> np.ndarray:
+    """Axial display slices [Z, rows, cols, …] in ``convention`` → a RAS+ array [X, Y, Z, …]
+    (the inverse of :func:`stack` along the axial axis)."""
+    a = np.asarray(slices)
+    if a.ndim < 3:
+        raise ValueError(f"expected slices [Z, rows, cols], got shape {list(a.shape)}")
+    if _check_convention(convention) == "radiological":
+        a = a[:, :, ::-1]
+    ras = np.moveaxis(a, (0, 1, 2), (2, 1, 0))[:, ::-1]  # rows: anterior at the top → +y
+    return np.ascontiguousarray(ras)
 
 
 def convert(image: np.ndarray, axis: int, src: Convention, dst: Convention) -> np.ndarray:
@@ -194,5 +216,6 @@ def stack(volume: Volume, axis: int, convention: Convention = "neurological",
         np.float32, copy=False)
 
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "SliceView", "Volume", "convert",
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "SliceView", "Volume",
+           "axial_stack_to_ras", "convert",
            "edge_markers", "pixel_spacing", "slice_array", "stack", "view"]

@@ -15,12 +15,14 @@ Uploads are parsed from bytes in memory and never written to disk. ``pydicom`` a
 
 Every problem is one :class:`ScanLoadError` with a message meant for the user. Patient
 identifiers are never copied into ``meta``.
+
+The readers themselves live in :mod:`lrp_engine.scans` (``scans.dicom``, ``scans.nifti``,
+``scans.windowing``; :func:`lrp_engine.scans.read_scans` reads whole series, zips and mixed
+uploads into RAS+ volumes); this module keeps the one-slice API for its callers.
 """
 
 from __future__ import annotations
 
-import io
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,15 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: the largest decompressed NIfTI accepted (a gzip bomb guard), bytes
-MAX_NIFTI_BYTES = 1 << 30
+from .scans import dicom as _dicom
+from .scans import nifti as _nifti
+from .scans.errors import ScanLoadError
+from .scans.nifti import MAX_NIFTI_BYTES
+from .scans.windowing import auto_window, window
+
+_gunzip = _nifti.gunzip
+_nifti_image = _nifti.image
 #: a non-square slice longer than this is shrunk before it is padded square (memory)
 MAX_PAD_SIDE = 2048
 AXIS_NAMES = ("sagittal", "coronal", "axial")
-
-
-class ScanLoadError(ValueError):
-    """A scan that cannot be read, with a message meant for the user."""
 
 
 @dataclass
@@ -77,157 +81,52 @@ class ScanVolume:
 
 # -- DICOM ---------------------------------------------------------------------------------
 
-def _first(value: object) -> float | None:
-    """A DICOM numeric value or the first of a multi-value, as float (None if absent)."""
-    if value is None or value == "":
-        return None
-    try:
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            value = list(value)[0]
-        return float(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def _transfer_syntax(ds: object) -> tuple[str, str]:
-    meta = getattr(ds, "file_meta", None)
-    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-    if uid is None:
-        return "unknown", "unknown transfer syntax"
-    return str(uid), getattr(uid, "name", str(uid)) or str(uid)
-
-
 def read_dicom(data: bytes, frame: int | None = None) -> ScanImage:
-    """Bytes of a DICOM file → :class:`ScanImage`.
+    """Bytes of a DICOM file → :class:`ScanImage` (one 2-D image).
 
     ``frame``: which frame of a multi-frame image (default: the first, with a note).
     Raises :class:`ScanLoadError` for non-DICOM data, missing pixel data, or pixel data in a
-    transfer syntax that cannot be decoded here (the message names it).
+    transfer syntax that cannot be decoded here (the message names it, its UID and what
+    would decode it).
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    if not data:
-        raise ScanLoadError("the file is empty")
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError:
-        try:  # a file without the 128-byte preamble and "DICM" marker
-            ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        except Exception as e:  # noqa: BLE001 - anything pydicom raises on junk
-            raise ScanLoadError(f"this is not a DICOM file ({type(e).__name__})") from None
-        if not any(t in ds for t in ("SOPClassUID", "Rows", "PixelData", "Modality")):
-            raise ScanLoadError("this is not a DICOM file") from None
-    except Exception as e:  # noqa: BLE001
-        raise ScanLoadError(f"this DICOM file could not be read: {e}") from None
-
-    if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ScanLoadError("this DICOM file has no pixel data")
-    uid, ts_name = _transfer_syntax(ds)
-    try:
-        pixels = ds.pixel_array
-    except Exception as e:  # noqa: BLE001 - missing decoder plugins, corrupt data …
-        reason = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip(":. ")
-        syntax = f"'{ts_name}' ({uid})" if ts_name != uid else f"{uid} (unknown to pydicom)"
-        raise ScanLoadError(
-            f"the pixel data uses the transfer syntax {syntax}, which cannot be decoded "
-            f"here ({reason}). Export the image uncompressed (Explicit VR Little Endian) and "
-            f"try again.") from None
-
+    ds = _dicom.parse(data)
+    f = _dicom.frames(ds)
     notes: list[str] = []
-    spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    n_frames = int(_first(getattr(ds, "NumberOfFrames", 1)) or 1)
-    arr = np.asarray(pixels)
-    if n_frames > 1:
+    k = 0
+    if f.n_frames > 1:
         k = 0 if frame is None else int(frame)
-        if not 0 <= k < n_frames:
-            raise ScanLoadError(f"frame {k} does not exist: the image has {n_frames} frames")
-        arr = arr[k]
-        notes.append(f"multi-frame image ({n_frames} frames): showing frame {k + 1}")
-    if spp == 3 or (arr.ndim == 3 and arr.shape[-1] in (3, 4)):
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        notes.append("colour image converted to grey (luminance)")
-    if arr.ndim != 2:
-        raise ScanLoadError(f"expected a 2-D image, got pixel data of shape {list(arr.shape)}")
-
-    values = arr.astype(np.float64)  # before any arithmetic: no 16-bit overflow
-    slope = _first(getattr(ds, "RescaleSlope", None))
-    intercept = _first(getattr(ds, "RescaleIntercept", None))
-    if slope is not None or intercept is not None:
-        s, b = (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
-        values = values * s + b
-        if (s, b) != (1.0, 0.0):
-            notes.append(f"rescaled: value × {s:g} {'−' if b < 0 else '+'} {abs(b):g}")
-
-    center = _first(getattr(ds, "WindowCenter", None))
-    width = _first(getattr(ds, "WindowWidth", None))
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if photometric == "MONOCHROME1":
-        lo, hi = float(values.min()), float(values.max())
-        values = lo + hi - values
-        if center is not None:
-            center = lo + hi - center
-        notes.append("MONOCHROME1 (low values shown bright): inverted for display")
-
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).sum())
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        notes.append(f"{bad} non-finite pixel values replaced by 0")
-
-    meta: dict = {"modality": str(getattr(ds, "Modality", "")) or None,
-                  "rows": int(arr.shape[0]), "columns": int(arr.shape[1]),
-                  "photometric_interpretation": photometric,
-                  "bits_stored": int(getattr(ds, "BitsStored", 0) or 0) or None,
-                  "transfer_syntax": ts_name}
-    if center is not None and width is not None and width > 0:
-        meta["window_center"], meta["window_width"] = center, width
-    spacing = getattr(ds, "PixelSpacing", None)
-    if spacing is not None:
-        try:
-            meta["pixel_spacing"] = [float(v) for v in spacing]
-        except (TypeError, ValueError):
-            pass
-    if slope is not None:
-        meta["rescale_slope"] = slope
-    if intercept is not None:
-        meta["rescale_intercept"] = intercept
-    for tag, key in (("SeriesDescription", "series_description"),
-                     ("SliceThickness", "slice_thickness")):
-        v = getattr(ds, tag, None)
-        if v not in (None, ""):
-            meta[key] = float(v) if key == "slice_thickness" else str(v)
+        if not 0 <= k < f.n_frames:
+            raise ScanLoadError(f"frame {k} does not exist: the image has {f.n_frames} frames")
+        notes.append(f"multi-frame image ({f.n_frames} frames): showing frame {k + 1}")
+    values = f.pixels[k].astype(np.float64)
+    notes += [n for n in f.notes if not n.startswith("rescaled with")]
+    windows = f.windows
+    if f.monochrome1:
+        values, windows = _dicom.invert_monochrome1(values, windows)
+        notes.append(_dicom.MONOCHROME1_NOTE)
+    meta: dict = {"modality": f.meta.get("modality"), "rows": int(values.shape[0]),
+                  "columns": int(values.shape[1]),
+                  "photometric_interpretation": f.meta.get("photometric_interpretation",
+                                                           "MONOCHROME2"),
+                  "bits_stored": f.meta.get("bits_stored"),
+                  "transfer_syntax": f.meta.get("transfer_syntax", "unknown transfer syntax")}
+    if windows:
+        meta["window_center"], meta["window_width"] = next(iter(windows.values()))
+    if f.pixel_spacing is not None:
+        meta["pixel_spacing"] = list(f.pixel_spacing)
+    for tag, key in (("RescaleSlope", "rescale_slope"), ("RescaleIntercept",
+                                                          "rescale_intercept")):
+        v = _dicom._first(getattr(ds, tag, None))
+        if v is not None:
+            meta[key] = v
+    if f.meta.get("series_description"):
+        meta["series_description"] = str(f.meta["series_description"])
+    if f.slice_thickness is not None:
+        meta["slice_thickness"] = f.slice_thickness
     return ScanImage(array=values.astype(np.float32), meta=meta, notes=notes)
 
 
 # -- NIfTI ---------------------------------------------------------------------------------
-
-def _gunzip(data: bytes, limit: int = MAX_NIFTI_BYTES) -> bytes:
-    """Decompress a gzip stream in memory, refusing more than ``limit`` bytes of output."""
-    d = zlib.decompressobj(wbits=31)  # gzip container
-    try:
-        out = d.decompress(data, limit + 1)
-    except zlib.error as e:
-        raise ScanLoadError(f"this .gz file is damaged ({e})") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise ScanLoadError(f"the decompressed file is larger than {limit >> 20} MiB")
-    return out
-
-
-def _nifti_image(raw: bytes) -> object:
-    import nibabel as nib
-
-    if len(raw) < 348:
-        raise ScanLoadError("this is not a NIfTI file (too short for a header)")
-    size = int.from_bytes(raw[:4], "little")
-    size_be = int.from_bytes(raw[:4], "big")
-    cls = nib.Nifti2Image if 540 in (size, size_be) else nib.Nifti1Image
-    if 348 not in (size, size_be) and 540 not in (size, size_be):
-        raise ScanLoadError("this is not a NIfTI file (unknown header size)")
-    try:
-        return cls.from_bytes(raw)
-    except Exception as e:  # noqa: BLE001 - nibabel raises several types on bad headers
-        raise ScanLoadError(f"this NIfTI file could not be read: {e}") from None
-
 
 def volume_slice(volume: np.ndarray, axis: int = 2, index: int | None = None
                  ) -> tuple[np.ndarray, int]:
@@ -254,81 +153,14 @@ def read_nifti(data: bytes, axis: int = 2, index: int | None = None) -> ScanVolu
     ±Inf voxels are replaced (NaN → 0, ±Inf → the finite max/min; noted). ``index``: slice
     along ``axis`` (default: the middle).
     """
-    import nibabel as nib
-
-    if not data:
-        raise ScanLoadError("the file is empty")
-    notes: list[str] = []
-    raw = _gunzip(data) if data[:2] == b"\x1f\x8b" else data
-    img = _nifti_image(raw)
-    shape = img.shape
-    if len(shape) < 2:
-        raise ScanLoadError(f"expected a 3-D image, got shape {list(shape)}")
-    if len(shape) > 3:
-        extra = shape[3:]
-        if int(np.prod(extra)) > 1:
-            notes.append(f"{len(shape)}-D image with {int(np.prod(extra))} volumes: showing "
-                         "the first volume")
-        img = img.slicer[(slice(None),) * 3 + (0,) * len(extra)]
-    elif len(shape) == 2:
-        img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
-        notes.append("2-D image: treated as a single slice")
-    try:
-        canonical = nib.as_closest_canonical(img)
-    except Exception:  # noqa: BLE001 - a degenerate affine: keep the stored order
-        canonical = img
-        notes.append("the orientation could not be determined: axes shown as stored")
-    codes = "".join(nib.aff2axcodes(img.affine)) if canonical is not img else "?"
-    if codes not in ("RAS", "?"):
-        notes.append(f"reoriented from {codes} to RAS")
-    try:
-        vol = np.asarray(canonical.get_fdata(dtype=np.float32))
-    except Exception as e:  # noqa: BLE001 - truncated data, unsupported dtype …
-        raise ScanLoadError(f"the image data could not be read: {e}") from None
-    finite = np.isfinite(vol)
-    if not finite.all():
-        bad = int((~finite).sum())
-        good = vol[finite]
-        hi, lo = (float(good.max()), float(good.min())) if good.size else (0.0, 0.0)
-        vol = np.nan_to_num(vol, nan=0.0, posinf=hi, neginf=lo)
-        notes.append(f"{bad} voxels were NaN or infinite: replaced (NaN → 0, ±Inf → the "
-                     "finite max/min)")
-    zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-    zooms = zooms + (1.0,) * (3 - len(zooms))
+    n = _nifti.load(data)
+    vol, zooms, meta, notes = n.volume, n.zooms, n.meta, n.notes
     sl, k = volume_slice(vol, axis, index)
-    meta = {"shape": list(vol.shape), "zooms_mm": list(zooms), "orientation": "RAS",
-            "datatype": str(img.get_data_dtype()), "description":
-            img.header.get("descrip", b"").item().decode("latin-1", "replace").strip("\x00 ")
-            if "descrip" in img.header else ""}
     return ScanVolume(volume=vol, zooms=zooms, axis=axis, index=k, slice=sl, meta=meta,
                       notes=notes)
 
 
 # -- display and model input -----------------------------------------------------------------
-
-def auto_window(array: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
-                ) -> tuple[float, float]:
-    """(centre, width) spanning the ``low_pct``…``high_pct`` percentiles of ``array``."""
-    lo, hi = np.percentile(np.asarray(array, dtype=np.float64), [low_pct, high_pct])
-    width = float(hi - lo) if hi > lo else 1.0
-    return float(lo + hi) / 2, width
-
-
-def window(array: np.ndarray, center: float | None = None, width: float | None = None
-           ) -> np.ndarray:
-    """Linear display window: values ``center ± width/2`` → 0…255 (clipped), uint8 like
-    ``array``'s shape. ``None`` for either: :func:`auto_window`."""
-    a = np.asarray(array, dtype=np.float64)
-    if center is None or width is None:
-        c, w = auto_window(a)
-        center = c if center is None else center
-        width = w if width is None else width
-    if not width > 0:
-        raise ValueError(f"window width must be positive, got {width}")
-    lo = center - width / 2
-    out = np.clip((np.nan_to_num(a, nan=lo) - lo) / width, 0.0, 1.0)
-    return (out * 255.0 + 0.5).astype(np.uint8)
-
 
 def scan_to_tensor(array: np.ndarray, size: int = 96, low_pct: float = 0.5,
                    high_pct: float = 99.5, pad_square: bool = True) -> Tensor:
@@ -359,5 +191,5 @@ def scan_to_tensor(array: np.ndarray, size: int = 96, low_pct: float = 0.5,
     return x.clamp(0.0, 1.0)
 
 
-__all__ = ["ScanImage", "ScanLoadError", "ScanVolume", "auto_window", "read_dicom",
-           "read_nifti", "scan_to_tensor", "volume_slice", "window"]
+__all__ = ["MAX_NIFTI_BYTES", "ScanImage", "ScanLoadError", "ScanVolume", "auto_window",
+           "read_dicom", "read_nifti", "scan_to_tensor", "volume_slice", "window"]

@@ -2,8 +2,16 @@
 
 * :mod:`.volume`: :class:`Volume` (RAS+ voxels, spacing, de-identified meta) and the display
   conventions (radiological / neurological), edge markers and pixel spacing of a slice.
+* :mod:`.read`: :func:`read_scans`, the one entry point for uploads (DICOM files and series,
+  zip archives, NIfTI, pictures) → :class:`ScanSet`; built from :mod:`.archive` (zip in
+  memory, with caps), :mod:`.dicom` (one dataset), :mod:`.transfer_syntax` (what decodes),
+  :mod:`.series` (slices → volume), :mod:`.orientation` (→ RAS+) and :mod:`.nifti`.
+* :mod:`.windowing`: display windows and presets. :mod:`.errors`: :class:`ScanLoadError`.
 """
 
+from .archive import ArchiveLimits
+from .errors import ScanLoadError
+from .read import ScanSet, read_scans
 from .volume import (
     AXIS_NAMES,
     CONVENTIONS,
@@ -17,6 +25,9 @@ from .volume import (
     stack,
     view,
 )
+from .windowing import auto_window, window, window_presets
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "SliceView", "Volume", "convert",
-           "edge_markers", "pixel_spacing", "slice_array", "stack", "view"]
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "ArchiveLimits", "Convention", "ScanLoadError",
+           "ScanSet", "SliceView", "Volume", "auto_window", "convert", "edge_markers",
+           "pixel_spacing", "read_scans", "slice_array", "stack", "view", "window",
+           "window_presets"]

@@ -132,7 +132,7 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
             else:
                 v = None
                 ds = _parse_dicom(name, data)
-                f = dicom.frames(ds, max_voxels=limits.max_voxels - voxels)
+                f = _frames(ds, limits, voxels)
                 decoded.append(f)
                 voxels += f.pixels.size
         except ScanLoadError as e:
@@ -162,6 +162,17 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
         raise ScanLoadError("nothing could be read: " + "; ".join(out.problems or
                                                                     ["no files"]))
     return out
+
+
+def _frames(ds: object, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
+    """Decode within what is left of the upload's voxel cap (``used`` voxels so far)."""
+    try:
+        return dicom.frames(ds, max_voxels=limits.max_voxels - used)
+    except ScanLoadError as e:
+        if used and "too large" in str(e):
+            raise ScanLoadError(f"not read: with the files before it, the upload would hold "
+                                f"more than the {limits.max_voxels:,} voxels accepted") from None
+        raise
 
 
 def _parse_dicom(name: str, data: bytes) -> object:

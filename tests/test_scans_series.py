@@ -266,3 +266,12 @@ def test_nifti_without_orientation_codes_is_unoriented() -> None:
     img = nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), None)  # qform, sform codes 0
     vol = scans_nifti.to_volume(img.to_bytes())
     assert not vol.oriented and any("no orientation" in n for n in vol.notes)
+
+
+def test_multi_echo_series_gives_one_volume_per_echo() -> None:
+    files = [(f"e{te}_{k}", slice_file(flat(te + k), 2.0 * k, EchoTime=te)) for te in (10, 80)
+             for k in range(3)]
+    scan = read_scans(files)
+    assert [v.description for v in scan.volumes] == ["MR · T1 AXIAL · TE 10 ms · 3 slices",
+                                                     "MR · T1 AXIAL · TE 80 ms · 3 slices"]
+    assert not any("duplicated" in n for v in scan.volumes for n in v.notes)

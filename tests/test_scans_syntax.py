@@ -155,3 +155,12 @@ def test_decoders_cover_the_promised_syntaxes() -> None:
                 "1.2.840.10008.1.2.4.203"):
         assert ts.can_decode(uid), UID(uid).name
     assert not ts.can_decode("1.2.840.10008.1.2.4.102")
+
+
+def test_deflated_dataset_is_inflated_within_a_cap() -> None:
+    from lrp_engine.scans import dicom
+
+    data = _compressed(DeflatedExplicitVRLittleEndian)  # 6 KiB of pixels, deflated
+    assert dicom.parse(data, max_inflated=1 << 20) is not None
+    with pytest.raises(ScanLoadError, match=r"inflates to more than 0\.0 MiB"):
+        dicom.parse(data, max_inflated=1000)

@@ -92,14 +92,46 @@ def _first(value: object) -> float | None:
     return v[0] if v else None
 
 
-def parse(data: bytes) -> object:
+#: the Deflated Explicit VR Little Endian UID: pydicom inflates such a dataset unbounded
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
+#: the largest inflated dataset accepted for a deflated file (a deflate-bomb guard), bytes
+MAX_INFLATED_BYTES = 512 << 20
+
+
+def _check_inflated_size(data: bytes, limit: int) -> None:
+    """Refuse a deflated file whose dataset inflates beyond ``limit`` bytes, measured by a
+    bounded inflate before pydicom inflates it whole."""
+    import zlib
+
+    import pydicom.filereader as reader
+
+    fp = io.BytesIO(data)
+    try:
+        reader.read_preamble(fp, False)
+        reader._read_file_meta_info(fp)  # stops where the deflated dataset starts
+    except Exception:  # noqa: BLE001 - no valid file meta: pydicom will say so
+        return
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data[fp.tell():], limit + 1)
+    except zlib.error:
+        return  # damaged: pydicom's own message follows
+    if len(out) > limit or d.unconsumed_tail:
+        raise ScanLoadError(f"the deflated DICOM dataset inflates to more than "
+                            f"{limit / (1 << 20):,.1f} MiB: refused (a deflate bomb?)")
+
+
+def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> object:
     """Bytes → a pydicom ``Dataset`` (pixel data not yet decoded). A file without the
-    preamble is read if it has image attributes. Raises :class:`ScanLoadError`."""
+    preamble is read if it has image attributes; a deflated dataset may inflate to at most
+    ``max_inflated`` bytes. Raises :class:`ScanLoadError`."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     if not data:
         raise ScanLoadError("the file is empty")
+    if _DEFLATED in data[:4096]:
+        _check_inflated_size(data, max_inflated)
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError:
@@ -307,5 +339,5 @@ def invert_monochrome1(values: np.ndarray, windows: dict[str, tuple[float, float
 
 MONOCHROME1_NOTE = "MONOCHROME1 (low values shown bright): inverted for display"
 
-__all__ = ["META_TAGS", "MONOCHROME1_NOTE", "DicomFrames", "frames", "invert_monochrome1",
-           "is_image", "parse", "study_date", "transfer_syntax_uid"]
+__all__ = ["MAX_INFLATED_BYTES", "META_TAGS", "MONOCHROME1_NOTE", "DicomFrames", "frames",
+           "invert_monochrome1", "is_image", "parse", "study_date", "transfer_syntax_uid"]

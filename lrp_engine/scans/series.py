@@ -55,20 +55,28 @@ def _orientation_key(f: DicomFrames) -> tuple | None:
 
 def group(files: list[DicomFrames]) -> list[list[DicomFrames]]:
     """Series in upload order: multi-frame files alone; single frames by SeriesInstanceUID,
-    frame size and orientation (rounded to 0.001)."""
+    frame size, orientation (rounded to 0.001) and echo time (a multi-echo series gives one
+    volume per echo, ``meta["echo_split"]``)."""
     groups: dict[tuple, list[DicomFrames]] = {}
+    echoes: dict[str, set] = {}
     for i, f in enumerate(files):
+        echo = f.meta.get("echo_time_ms")
         key = ("multi", i) if f.multi_frame else (
-            "series", f.series_uid, f.pixels.shape[1:], _orientation_key(f))
+            "series", f.series_uid, f.pixels.shape[1:], _orientation_key(f), echo)
         groups.setdefault(key, []).append(f)
+        if not f.multi_frame:
+            echoes.setdefault(f.series_uid, set()).add(echo)
+    for f in files:  # a multi-echo series: each echo is a volume, named by its echo time
+        if not f.multi_frame and len(echoes[f.series_uid]) > 1:
+            f.meta["echo_split"] = True
     return list(groups.values())
 
 
 def split_notes(series: list[list[DicomFrames]]) -> list[str]:
     """A note for each SeriesInstanceUID that :func:`group` split into several volumes."""
     by_uid = Counter(s[0].series_uid for s in series if not s[0].multi_frame)
-    return [f"one series holds {n} different frame sizes or orientations: read as {n} volumes"
-            for uid, n in by_uid.items() if n > 1]
+    return [f"one series holds {n} different frame sizes, orientations or echo times: read "
+            f"as {n} volumes" for uid, n in by_uid.items() if n > 1]
 
 
 def _merge_notes(files: list[DicomFrames]) -> list[str]:
@@ -240,13 +248,16 @@ def _shear_note(span: np.ndarray, normal: np.ndarray, notes: list[str]) -> None:
 
 
 def describe(meta: dict, n: int, multi_frame: bool = False) -> str:
-    """"MR · T1 AXIAL · 24 slices": modality, series description (else the series number)
-    and slice count — never a patient identifier or a file name."""
+    """"MR · T1 AXIAL · 24 slices": modality, series description (else the series number),
+    the echo time of one echo of a multi-echo series, and the slice count — never a patient
+    identifier or a file name."""
     parts = [str(meta.get("modality") or "DICOM")]
     if meta.get("series_description"):
         parts.append(str(meta["series_description"]))
     elif meta.get("series_number") is not None:
         parts.append(f"series {meta['series_number']}")
+    if meta.get("echo_split") and meta.get("echo_time_ms") is not None:
+        parts.append(f"TE {meta['echo_time_ms']:g} ms")
     unit = "frame" if multi_frame else "slice"
     parts.append(f"{n} {unit}{'' if n == 1 else 's'}")
     return " · ".join(parts)

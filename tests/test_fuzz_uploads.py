@@ -15,7 +15,8 @@ from lrp_engine.checkpoints import CheckpointError, load_checkpoint
 from lrp_engine.io import ImageLoadError, image_to_digit, load_image
 from lrp_engine.medical import ScanLoadError, read_dicom, read_nifti
 from lrp_engine.models import build_model
-from tests.hostile_files import digit_bar
+from lrp_engine.scans import read_scans
+from tests.hostile_files import dicom_bytes, digit_bar, mr_slice, nifti_bytes
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -97,3 +98,39 @@ def test_random_bytes_as_scans(data: bytes) -> None:
             reader(data)
         except ScanLoadError as e:
             assert str(e)
+
+
+def _valid_scans() -> list[bytes]:
+    """A DICOM slice, an RLE-compressed one, a NIfTI and a zip of two slices (small)."""
+    import zipfile
+
+    import pydicom
+
+    plain = dicom_bytes(mr_slice(16, 16), ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                        ImagePositionPatient=[0, 0, 0], PixelSpacing=[1, 1])
+    ds = pydicom.dcmread(io.BytesIO(plain))
+    ds.compress("1.2.840.10008.1.2.5")  # RLE Lossless
+    rle = io.BytesIO()
+    ds.save_as(rle, enforce_file_format=True)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a/IM1", plain)
+        zf.writestr("a/IM2", rle.getvalue())
+    return [plain, rle.getvalue(), nifti_bytes(np.ones((4, 4, 3), np.float32)),
+            archive.getvalue()]
+
+
+VALID_SCANS = _valid_scans()
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=1024), mutated(VALID_SCANS)),
+       st.sampled_from(["upload", "scan.dcm", "scan.nii", "study.zip", "scan.png"]))
+def test_random_and_mutated_uploads_through_read_scans(data: bytes, name: str) -> None:
+    try:
+        scan = read_scans([(name, data)])
+    except ScanLoadError as e:
+        assert str(e) and "Traceback" not in str(e)
+        return
+    assert scan.volumes and all(np.isfinite(v.data).all() for v in scan.volumes)
+    assert all(v.data.ndim == 3 for v in scan.volumes)

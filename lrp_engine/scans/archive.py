@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import posixpath
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 from .errors import ScanLoadError
@@ -170,13 +169,15 @@ def expand_zip(data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> Expanded:
                 continue
             try:
                 raw = _read_entry(zf, info, budget, limits)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as e:
-                out.skipped.append((name, "the entry is damaged or its declared size is wrong"
-                                          f" ({e})"))
-                continue
+            except ScanLoadError:
+                raise
             except NotImplementedError as e:
                 out.skipped.append((name, f"the entry uses a compression this app cannot "
                                           f"read ({e})"))
+                continue
+            except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, bad offsets …
+                out.skipped.append((name, "the entry is damaged or its declared size is wrong"
+                                          f" ({e})"))
                 continue
             budget -= len(raw)
             if is_zip(raw):

@@ -34,6 +34,8 @@ META_TAGS: dict[str, str] = {
     "ImageType": "image_type", "BitsStored": "bits_stored",
     "PhotometricInterpretation": "photometric_interpretation",
 }
+#: exceptions never turned into a ScanLoadError
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
 #: the pixel-data elements that hold an image
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -242,7 +244,10 @@ def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
                             f"pixels, more than the {max_voxels:,} voxels accepted")
     try:
         return np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
-    except Exception as e:  # noqa: BLE001 - missing decoder plugins, corrupt data …
+    except _FATAL:
+        raise
+    except BaseException as e:  # noqa: BLE001 - missing plugins, corrupt data; a Rust
+        # decoder's panic (pyo3 PanicException) derives from BaseException, not Exception
         raise ScanLoadError(transfer_syntax.decode_error_message(
             uid, str(e) or type(e).__name__)) from None
 
@@ -251,8 +256,24 @@ def frames(ds: object, max_voxels: int = 1 << 28) -> DicomFrames:
     """Decode a parsed dataset (:func:`parse`) into :class:`DicomFrames`.
 
     Raises :class:`ScanLoadError` without pixel data, for a syntax that does not decode here
-    (the message names it and what would decode it), or above ``max_voxels``.
+    (the message names it and what would decode it), above ``max_voxels``, or for a
+    damaged file (pydicom parses elements lazily: a damaged one fails when first read).
     """
+    try:
+        return _frames(ds, max_voxels)
+    except (ScanLoadError, *_FATAL):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a damaged element, a decoder's panic …
+        raise ScanLoadError(f"this DICOM file is damaged ({damage(e)})") from None
+
+
+def damage(e: BaseException, limit: int = 120) -> str:
+    """A short plain description of what a reader raised: its first line, shortened."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _frames(ds: object, max_voxels: int) -> DicomFrames:
     if not is_image(ds):
         raise ScanLoadError("this DICOM file has no pixel data")
     uid = transfer_syntax_uid(ds)

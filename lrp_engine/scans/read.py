@@ -110,6 +110,9 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
         except ScanLoadError as e:
             out.problems.append(f"{name}: {e}")
             continue
+        except Exception as e:  # noqa: BLE001 - zipfile's unforeseen errors on a damaged zip
+            out.problems.append(f"{name}: this zip archive is damaged ({dicom.damage(e)})")
+            continue
         entries += [(f"{name} › {inner}", raw) for inner, raw in expanded.files]
         out.problems += [f"{name} › {inner}: {why}" for inner, why in expanded.skipped]
         out.notes += [f"{name}: {n}" for n in expanded.notes]
@@ -138,6 +141,9 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
         except ScanLoadError as e:
             out.problems.append(f"{name}: {e}")
             continue
+        except Exception as e:  # noqa: BLE001 - a reader's unforeseen error: said, not raised
+            out.problems.append(f"{name}: this file could not be read ({dicom.damage(e)})")
+            continue
         if v is not None:
             voxels += v.data.size
             slots.append((len(slots), v))
@@ -150,9 +156,11 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
     for g in groups:
         try:
             built.append(series.build(g, vlimits))
-        except ScanLoadError as e:
+        except Exception as e:  # noqa: BLE001 - ScanLoadError, or an unforeseen error
             label = series.describe(g[0].meta, sum(f.n_frames for f in g), g[0].multi_frame)
-            out.problems.append(f"{label}: {e}")
+            why = str(e) if isinstance(e, ScanLoadError) else (
+                f"this series could not be built ({dicom.damage(e)})")
+            out.problems.append(f"{label}: {why}")
     for _, v in slots:
         out.volumes += built if v is None else [v]
     _unique_descriptions(out.volumes)

@@ -275,3 +275,40 @@ def test_multi_echo_series_gives_one_volume_per_echo() -> None:
     assert [v.description for v in scan.volumes] == ["MR · T1 AXIAL · TE 10 ms · 3 slices",
                                                      "MR · T1 AXIAL · TE 80 ms · 3 slices"]
     assert not any("duplicated" in n for v in scan.volumes for n in v.notes)
+
+
+def test_rows_toward_the_right_are_flipped_and_slices_still_run_inferior_to_superior() -> None:
+    iop = [-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]  # rows toward the patient's right: normal is −z
+    px = np.full((H, W), 100, np.uint16)
+    px[3, 1] = 900  # column 1: near the patient's left
+    files = [(f"f{k}", dicom_bytes(px + k, SeriesInstanceUID="7", ImageOrientationPatient=iop,
+                                   ImagePositionPatient=[0.0, 0.0, 2.0 * k],
+                                   PixelSpacing=[1, 1])) for k in range(3)]
+    (vol,) = read_scans(files[::-1]).volumes
+    assert [float(vol.data[0, 0, k]) for k in range(3)] == [100, 101, 102]  # z grows: S
+    v = view(vol, 2, index=0)
+    np.testing.assert_array_equal(v.array, px[:, ::-1])  # radiological: the left on the right
+    assert np.argwhere(v.array == 900)[0, 1] == W - 2
+
+
+def test_dicom_series_and_nifti_of_the_same_anatomy_agree() -> None:
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 1000, (4, H, W)).astype(np.uint16)  # [slice, row, column]
+    files = [(f"d{k}", slice_file(stack[k], 3.0 * k, PixelSpacing=[1.0, 1.0]))
+             for k in range(4)]
+    (dcm,) = read_scans(files).volumes
+    # the same voxels as NIfTI: index (column, row, slice), voxel → RAS = LPS with x, y negated
+    nii = nib.Nifti1Image(stack.transpose(2, 1, 0).astype(np.float32),
+                          np.diag([-1.0, -1.0, 3.0, 1.0]))
+    (nvol,) = read_scans([("same.nii", nii.to_bytes())]).volumes
+    np.testing.assert_array_equal(dcm.data, nvol.data)
+    assert dcm.spacing == nvol.spacing == (1.0, 1.0, 3.0)
+
+
+def test_gantry_tilt_is_said() -> None:
+    files = [(f"g{k}", dicom_bytes(flat(100 + k), SeriesInstanceUID="8",
+                                   ImageOrientationPatient=AXIAL, PixelSpacing=[1, 1],
+                                   ImagePositionPatient=[0.0, 0.5 * k, 2.0 * k]))
+             for k in range(3)]
+    (vol,) = read_scans(files).volumes
+    assert any("sheared (gantry tilt about 14°)" in n for n in vol.notes)

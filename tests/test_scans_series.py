@@ -312,3 +312,10 @@ def test_gantry_tilt_is_said() -> None:
              for k in range(3)]
     (vol,) = read_scans(files).volumes
     assert any("sheared (gantry tilt about 14°)" in n for n in vol.notes)
+
+
+def test_differing_slices_at_one_position_are_said() -> None:
+    files = series([0, 2, 4]) + [("t2", slice_file(flat(999), 2.0))]
+    (vol,) = read_scans(files).volumes
+    (note,) = [n for n in vol.notes if "duplicated" in n]
+    assert "1 of them differ from the slice kept" in note and vol.shape[2] == 3

@@ -114,8 +114,10 @@ def _order(pos: np.ndarray | None, inst: list[int | None], normal: np.ndarray | 
     return np.arange(n), None
 
 
-def _dedupe(idx: np.ndarray, d: np.ndarray, notes: list[str]
+def _dedupe(idx: np.ndarray, d: np.ndarray, planes: list[np.ndarray], notes: list[str]
             ) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first slice at each position (within 1 % of the median step); say how many
+    were dropped, and whether they differed from the one kept (time points, echoes …)."""
     steps = np.diff(d)
     pos_steps = steps[steps > 1e-6]
     tol = max(1e-3, 0.01 * float(np.median(pos_steps))) if pos_steps.size else 1e-3
@@ -124,8 +126,13 @@ def _dedupe(idx: np.ndarray, d: np.ndarray, notes: list[str]
     if dup:
         where = sorted({_fmt(float(v)) for v in d[~keep]})
         shown = ", ".join(where[:5]) + (" …" if len(where) > 5 else "")
+        kept_at = np.maximum.accumulate(np.where(keep, np.arange(len(keep)), 0))
+        differ = sum(not np.array_equal(planes[idx[i]], planes[idx[kept_at[i]]])
+                     for i in np.flatnonzero(~keep))
+        what = (f"; {differ} of them differ from the slice kept (several time points or "
+                "acquisitions at one position?): only the first is shown") if differ else ""
         notes.append(f"{dup} duplicated slice position(s) kept once (at {shown} mm along the "
-                     "slice normal)")
+                     f"slice normal){what}")
     return idx[keep], d[keep]
 
 
@@ -188,7 +195,7 @@ def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Vo
     else:
         idx, d = _order(pos, inst, normal, notes)
     if d is not None and len(d) > 1:
-        idx, d = _dedupe(idx, d, notes)
+        idx, d = _dedupe(idx, d, planes, notes)
     if d is not None and len(d) > 1:
         step = _spacing_notes(d, notes)
     else:

@@ -102,6 +102,14 @@ def choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str =
                                             tuple(IMAGENET_CLASSES), MODEL_LABELS[kind])
     elif kind == "vgg16":
         m = _vgg16(ns)
+    elif kind == "mri_demo3d":
+        from lrp_engine.mri_demo3d import CLASS_NAMES, INPUT_SHAPE
+
+        m = ModelChoice(resources.mri_demo3d_model(), "mri_demo3d", "mri_demo3d",
+                        tuple(CLASS_NAMES), MODEL_LABELS["mri_demo3d"])
+        card = PreprocessingCard(size=INPUT_SHAPE[1:], resize="pad-square", channels=1,
+                                 mean=(), std=(), windowing="percentile")
+        return Setup(m, card)  # a volume [1, 1, 16, 48, 48]: the card is its axial slices'
     else:
         from lrp_engine.mri_demo import CLASS_NAMES
 

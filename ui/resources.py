@@ -104,3 +104,21 @@ def mri_held_out(n: int = 40) -> LesionBatch:
     from lrp_engine.mri_demo import held_out_set
 
     return held_out_set(n)
+
+
+@st.cache_resource(show_spinner=False)
+def mri_demo3d_model() -> nn.Module:
+    """The bundled 3-D MRI demo CNN (synthetic lesion volumes; not diagnostic), eval mode,
+    on :func:`device`. Shared: never modify it."""
+    from lrp_engine.mri_demo3d import load_mri_demo3d_model
+
+    return load_mri_demo3d_model().to(device()).eval()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def mri_demo_volume(i: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Synthetic demo volume ``i``: (float32 [32, 96, 96] axial slices, bool lesion mask of
+    the same shape, true class)."""
+    from lrp_engine.mri_demo3d import demo_volume
+
+    return demo_volume(i)

@@ -8,9 +8,9 @@
 * :class:`ModelChoice`: the model a page explains (the sidebar's choice is drawn by
   :func:`ui.model_setup.choose_model_and_card`).
 * :func:`photo_input`: a bundled sample or an uploaded photo.
-* :func:`scan_input`, :func:`window_controls`, :func:`scan_model_input`,
-  :func:`scan_background`: a demo slice, DICOM, NIfTI or PNG/JPEG → a 2-D scan, its display
-  window and the model's input.
+* :func:`scan_model_input`, :func:`scan_background`: a scan's slice → the bundled demo
+  model's input and the windowed picture under its heatmap (the scan itself is chosen by
+  :mod:`ui.scan_viewer`).
 
 Every bad input ends in an ``st.error``/``st.info`` in plain words and ``None``; user text
 (file names, class names, messages quoting them) goes through :func:`plain` before it reaches
@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from lrp_engine import medical
-from lrp_engine.io import ImageLoadError, load_image
 from lrp_engine.models.card import PreprocessingCard
 from lrp_engine.models.zoo import (
     IMAGENET_CLASSES,
@@ -59,6 +58,7 @@ MODEL_LABELS = {
     "efficientnet_lite0": "EfficientNet-Lite0 (bundled, ImageNet)",
     "vgg16": "VGG-16 (ImageNet)",
     "mri_demo": "Bundled demo CNN (synthetic lesions, not diagnostic)",
+    "mri_demo3d": "Bundled 3-D demo CNN (synthetic lesion volumes, not diagnostic)",
     "checkpoint": "Your own checkpoint",
 }
 MAX_CLASS_NAMES = 100_000
@@ -206,152 +206,26 @@ def photo_input() -> tuple[Upload | None, str | None]:
     return up, None if up is not None else "Upload a photo, or pick a bundled sample."
 
 
-@dataclass(frozen=True)
-class Scan:
-    """One 2-D scan: ``array`` float32 [H, W] in the file's units (after DICOM rescale),
-    where it came from, its ``kind`` ("demo", "DICOM", "NIfTI", "image"), the default display
-    window (centre, width), the ``digest`` of its file (every slice of a volume shares it, and
-    the window set for it), ``notes``/``meta`` from reading it, and for demo slices the
-    ground-truth lesion ``mask`` (bool [96, 96]) and true class ``label``."""
-
-    array: np.ndarray
-    source: str
-    kind: str
-    window: tuple[float, float]
-    digest: str
-    notes: tuple[str, ...] = ()
-    meta: dict = field(default_factory=dict)
-    mask: np.ndarray | None = None
-    label: int | None = None
-
-
-def scan_kind(data: bytes, name: str = "") -> str:
-    """"DICOM", "NIfTI" or "image", from the content (the name only breaks ties)."""
-    n = name.lower()
-    if data[128:132] == b"DICM" or n.endswith((".dcm", ".dicom", ".ima")):
-        return "DICOM"
-    if data[:2] == b"\x1f\x8b" or n.endswith((".nii", ".nii.gz")):
-        return "NIfTI"
-    head = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
-    head_be = int.from_bytes(data[:4], "big") if len(data) >= 4 else 0
-    if {head, head_be} & {348, 540} and len(data) >= 348:
-        return "NIfTI"
-    return "image"
-
-
-def _session_memo(kind: str, digest: str, read: object) -> object:
-    """``read()`` once per uploaded file in this session (one entry: the current scan)."""
-    memo = st.session_state.get("_scan_memo")
-    if memo is None or memo[0] != (kind, digest):
-        memo = ((kind, digest), read())
-        st.session_state["_scan_memo"] = memo
-    return memo[1]
-
-
-def _default_window(array: np.ndarray, meta: dict) -> tuple[float, float]:
-    c, w = meta.get("window_center"), meta.get("window_width")
-    if c is not None and w is not None and w > 0:
-        return float(c), float(w)
-    return medical.auto_window(array)
-
-
-def scan_input(n_demo: int) -> Scan | None:
-    """The scan: one of the demo's ``n_demo`` held-out slices or an upload (DICOM, NIfTI with
-    axis and slice selectors, PNG/JPEG). None after an ``st.info``/``st.error`` saying why."""
-    source = st.radio("Scan", ("Demo held-out slice", "Upload"), horizontal=True,
-                      key="mri_source",
-                      help="Demo slices are synthetic: a healthy template with drawn lesions.")
-    if source == "Demo held-out slice":
-        from lrp_engine.mri_demo import CLASS_NAMES
-
-        batch = resources.mri_held_out(n_demo)
-        i = int(st.number_input("Held-out slice #", 0, n_demo - 1, 0, key="mri_demo_index",
-                                help="Synthetic slices the demo model never saw in training."))
-        label = int(batch.labels[i])
-        st.caption(f"True class: {CLASS_NAMES[label]} (synthetic).")
-        return Scan(array=batch.images[i, 0].numpy(), source=f"demo held-out slice #{i}",
-                    kind="demo", window=(0.5, 1.0), digest=f"demo-{i}",
-                    mask=batch.masks[i].numpy(), label=label)
-    up = read_upload("A scan: DICOM (.dcm), NIfTI (.nii, .nii.gz), PNG or JPEG", "mri_upload",
-                     SCAN_UPLOAD, None, help="Read in memory only: never written to disk, "
-                                             "never sent anywhere.")
-    if up is None:
-        st.info("Upload a scan (DICOM, NIfTI or PNG/JPEG), or choose a demo slice.")
-        return None
-    kind = scan_kind(up.data, up.name)
-    try:
-        if kind == "DICOM":
-            img = _session_memo(kind, up.digest, lambda: medical.read_dicom(up.data))
-            return Scan(img.array, f"DICOM {up.name}", kind,
-                        _default_window(img.array, img.meta), up.digest, tuple(img.notes),
-                        dict(img.meta))
-        if kind == "NIfTI":
-            return _nifti(up)
-        grey = _session_memo(kind, up.digest, lambda: np.asarray(
-            load_image(up.data).convert("L"), dtype=np.float32))
-        return Scan(grey, f"image {up.name}", kind, (127.5, 255.0), up.digest)
-    except (medical.ScanLoadError, ImageLoadError) as e:
-        st.error(f"{plain(up.name)} (read as {kind}): {plain(e)}")
-        return None
-
-
-def _nifti(up: Upload) -> Scan:
-    def read() -> tuple[medical.ScanVolume, tuple[float, float]]:
-        v = medical.read_nifti(up.data)
-        return v, medical.auto_window(v.volume)  # one window for every slice
-
-    vol, window = _session_memo("NIfTI", up.digest, read)
-    c1, c2 = st.columns(2)
-    axis = c1.selectbox("Axis", (2, 1, 0), key="mri_nifti_axis",
-                        format_func=lambda a: medical.AXIS_NAMES[a])
-    n = int(vol.volume.shape[axis])
-    index = c2.slider("Slice", 0, max(n - 1, 1), n // 2, key=f"mri_nifti_slice_{axis}",
-                      disabled=n == 1)
-    index = min(int(index), n - 1)
-    sl, _ = medical.volume_slice(vol.volume, axis, index)
-    meta = {**vol.meta, "axis": medical.AXIS_NAMES[axis], "slice": index}
-    return Scan(sl, f"NIfTI {up.name}, {medical.AXIS_NAMES[axis]} slice {index + 1} of {n}",
-                "NIfTI", window, up.digest, tuple(vol.notes), meta)
-
-
-def window_controls(scan: Scan) -> tuple[float, float]:
-    """Window centre (level) and width sliders in the scan's units (display only)."""
-    a = scan.array
-    lo, hi = float(a.min()), float(a.max())
-    if not hi > lo:
-        hi = lo + 1.0
-    span = hi - lo
-    c0, w0 = scan.window
-    c0 = float(np.clip(c0, lo, hi))
-    w0 = float(np.clip(w0, span / 1000, 2 * span))
-    fmt = "%.3f" if span < 10 else "%.1f"
-    c1, c2 = st.columns(2)
-    tag = scan.digest[:24]
-    centre = c1.slider("Window centre (level)", lo, hi, c0, step=span / 1000, format=fmt,
-                       key=f"mri_wc_{tag}", help="Display only: the model's input is not "
-                                                 "windowed.")
-    width = c2.slider("Window width", span / 1000, 2 * span, w0, step=span / 1000, format=fmt,
-                      key=f"mri_ww_{tag}", help="Values centre ± width/2 span black…white.")
-    return float(centre), float(width)
-
-
-def scan_model_input(scan: Scan, arch: str) -> np.ndarray:
-    """The model's input [1, C, S, S] (float32): a demo slice as it is for the demo model;
-    otherwise :func:`lrp_engine.medical.scan_to_tensor` (0.5–99.5 percentiles → 0…1, padded
-    square, resized), repeated to the model's channels and normalised."""
+def scan_model_input(array: np.ndarray, kind: str, arch: str) -> np.ndarray:
+    """The bundled 2-D demo model's input [1, C, S, S] (float32) from a slice [rows, cols]:
+    a demo slice of the model's own size as it is (as trained); anything else through
+    :func:`lrp_engine.medical.scan_to_tensor` (0.5–99.5 percentiles → 0…1, padded square,
+    resized), repeated to the model's channels and normalised."""
     pre = preprocessing(arch)
     size = pre.size[0]
-    if scan.kind == "demo" and arch == "mri_demo":
-        return np.ascontiguousarray(scan.array[None, None], dtype=np.float32)
-    x01 = medical.scan_to_tensor(scan.array, size=size)
+    if kind == "demo" and array.shape == (size, size):
+        return np.ascontiguousarray(array[None, None], dtype=np.float32)
+    x01 = medical.scan_to_tensor(array, size=size)
     x = pre.normalise(x01.expand(1, pre.channels, size, size))
     return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
 
-def scan_background(scan: Scan, size: int, centre: float, width: float) -> np.ndarray:
-    """The windowed scan (uint8) resampled exactly like the model's input ([size, size]):
+def scan_background(array: np.ndarray, size: int, centre: float, width: float) -> np.ndarray:
+    """The windowed slice (uint8) resampled exactly like the model's input ([size, size]):
     the picture under the heatmap."""
-    a = np.nan_to_num(np.asarray(scan.array, dtype=np.float64))
+    a = np.nan_to_num(np.asarray(array, dtype=np.float64))
+    if a.shape == (size, size):
+        return medical.window(a, centre, width)
     lo, hi = float(a.min()), float(a.max())
     t = medical.scan_to_tensor(a, size=size, low_pct=0.0, high_pct=100.0)[0, 0].double().numpy()
     raw = lo + t * (hi - lo if hi > lo else 1.0)

@@ -63,7 +63,7 @@ SCAN_WORDS = {"no_pixels.dcm": "no pixel data", "jpeg_ls.dcm": "JPEG-LS",
               "truncated.nii": "could not be read"}
 #: the note each odd scan must show (None: read as it is, nothing to say)
 SCAN_NOTES = {"nan_inf.nii": "NaN or infinite", "four_d.nii.gz": "2 volumes",
-              "flat_2d.nii": "single slice", "multiframe.dcm": "showing frame 1",
+              "flat_2d.nii": "single slice", "multiframe.dcm": "3 frames stacked",
               "monochrome1.dcm": "MONOCHROME1", "constant.dcm": None}
 CHECKPOINT_WORDS = {"empty.pt": "the file is empty", "random.pt": "unknown kind",
                     "notes.pt": "looks like a text file",
@@ -217,7 +217,7 @@ def test_odd_scan_is_read_with_a_note(scan_at: AppTest, name: str) -> None:
         captions = [unescape(c.value) for c in scan_at.caption]
         assert any(note in c for c in captions), captions
     if name.endswith((".nii", ".nii.gz")):  # a volume: its slice selector (one slice: off)
-        slider = scan_at.slider(key="mri_nifti_slice_2")
+        slider = scan_at.slider(key="mri_slice_2")
         assert slider.proto.disabled == (name == "flat_2d.nii")
 
 

@@ -60,8 +60,7 @@ def _picture(data: bytes, limits: ArchiveLimits) -> Volume:
         img = load_image(data, max_pixels=min(limits.max_voxels, 25_000_000))
     except ImageLoadError as e:
         raise ScanLoadError(str(e)) from None
-    rgb = np.asarray(img, dtype=np.float32)
-    grey = rgb[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = np.asarray(img.convert("L"), dtype=np.float32)  # PIL's integer luminance
     h, w = grey.shape
     return Volume.from_display_slice(
         grey, convention=series.STORED_LAYOUT, oriented=False, kind="image",
@@ -121,7 +120,7 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
 
     decoded: list[dicom.DicomFrames] = []
     voxels = 0
-    slots: list[tuple[int, Volume | None]] = []  # upload order: (position, volume or DICOM)
+    slots: list[Volume | None] = []  # upload order; None: where the DICOM series go
     for name, data in entries:
         kind = _kind(name, data)
         try:
@@ -146,9 +145,9 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
             continue
         if v is not None:
             voxels += v.data.size
-            slots.append((len(slots), v))
-        elif not any(s is None for _, s in slots):
-            slots.append((len(slots), None))  # where the DICOM series go
+            slots.append(v)
+        elif all(s is not None for s in slots):
+            slots.append(None)
     vlimits = series.VolumeLimits(max_slices=limits.max_slices, max_voxels=limits.max_voxels)
     groups = series.group(decoded)
     out.notes += series.split_notes(groups)
@@ -161,7 +160,7 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
             why = str(e) if isinstance(e, ScanLoadError) else (
                 f"this series could not be built ({dicom.damage(e)})")
             out.problems.append(f"{label}: {why}")
-    for _, v in slots:
+    for v in slots:
         out.volumes += built if v is None else [v]
     _unique_descriptions(out.volumes)
     if not out.volumes:

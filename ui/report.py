@@ -7,15 +7,13 @@ certainty map side by side (with orientation markers and a per-slice relevance s
 given) and every text field; the PDF carries the text as a real, extractable text layer.
 Text is set in DejaVu Sans when the system has it; otherwise in PIL's bundled font or PDF
 Helvetica, after spelling Greek letters and arrows out in ASCII (those have no glyphs for
-them). :func:`describe_scan`, :func:`describe_slices` and :func:`scan_orientation` say what
-a scan is without its file name.
+them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -201,7 +199,7 @@ class ScanReport:
     [H, W, 3]) the heatmap over it, ``certainty`` B-LRP's sign agreement in [0, 1] ([H, W]
     or [C, H, W]). The text fields are printed as given, so they must already be
     de-identified: ``scan_source`` says what was read (kind, modality, series description,
-    slice count) and never a file name; :func:`describe_scan` builds it from a scan.
+    slice count) and never a file name.
     ``markers`` ({"left": "R", "right": "L", "top": "A", "bottom": "P"}) are drawn at every
     panel's edges; ``strip`` (float [S]) is the relevance per slice, drawn as bars;
     ``study_date`` is printed only when given (the user chose to include it)."""
@@ -488,87 +486,3 @@ def report_pdf(r: ScanReport) -> bytes:
         write(heading, 11, "B")
         write(body, 9, colour=(34, 34, 34), indent=5, after=1.5)
     return bytes(pdf.output())
-
-
-# -- de-identified descriptions of a scan (for ScanReport) -----------------------------------
-
-#: orientation letters of medical.volume_slice's display: axial and coronal slices show the
-#: subject's left on the image's left, anterior (axial) or superior (coronal) at the top;
-#: sagittal slices show anterior on the right, superior at the top
-VOLUME_MARKERS: dict[str, dict[str, str]] = {
-    "axial": {"left": "L", "right": "R", "top": "A", "bottom": "P"},
-    "coronal": {"left": "L", "right": "R", "top": "S", "bottom": "I"},
-    "sagittal": {"left": "P", "right": "A", "top": "S", "bottom": "I"},
-}
-_SLICE_RE = re.compile(r"(sagittal|coronal|axial) slice (\d+) of (\d+)$")
-
-
-def _meta(scan: object) -> Mapping[str, object]:
-    meta = getattr(scan, "meta", None)
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def describe_scan(scan: object) -> str:
-    """What was read, without a file name or a patient identifier: the kind, DICOM's
-    modality, series description and slice count, a volume's shape, the image size, e.g.
-    "DICOM series 'T1 AX' (MR), 150 slices". ``scan`` is duck-typed (``kind``, ``meta``,
-    ``array``; ``source`` only for demo slices, whose source names no file)."""
-    kind = str(getattr(scan, "kind", "") or "scan")
-    meta = _meta(scan)
-    arr = getattr(scan, "array", None)
-    size = (f"{arr.shape[0]}×{arr.shape[1]} px" if isinstance(arr, np.ndarray)
-            and arr.ndim >= 2 else None)
-    if kind == "demo":
-        return f"synthetic demo: {getattr(scan, 'source', 'a held-out slice')}"
-    if kind == "DICOM":
-        desc = meta.get("series_description")
-        out = f"DICOM series '{desc}'" if desc else "DICOM image"
-        if meta.get("modality"):
-            out += f" ({meta['modality']})"
-        n = meta.get("n_slices") or meta.get("slices")
-        parts = [f"{n} slices" if isinstance(n, int) and n > 1 else "one slice"]
-        if size:
-            parts.append(size)
-        return ", ".join([out, *parts])
-    if kind == "NIfTI":
-        shape = meta.get("shape")
-        out = "NIfTI volume"
-        if isinstance(shape, Sequence) and len(shape) >= 3:
-            out += " " + "×".join(str(int(s)) for s in shape[:3]) + " voxels"
-        zooms = meta.get("zooms_mm")
-        if isinstance(zooms, Sequence) and len(zooms) >= 3:
-            out += " (" + " × ".join(f"{float(z):g}" for z in zooms[:3]) + " mm)"
-        return out
-    if kind == "image":
-        return "picture (PNG/JPEG)" + (f", {size}" if size else "")
-    return f"{kind} scan" + (f", {size}" if size else "")
-
-
-def _volume_slice(scan: object) -> tuple[str, int, int] | None:
-    """(axis name, 1-based slice, slice count) of a volume's slice, from its source text."""
-    m = _SLICE_RE.search(str(getattr(scan, "source", "")))
-    return None if m is None else (m.group(1), int(m.group(2)), int(m.group(3)))
-
-
-def describe_slices(scan: object) -> str:
-    """Which slice is shown, e.g. "axial slice 16 of 30 shown", or "a single 2-D slice"."""
-    found = _volume_slice(scan)
-    if found is None:
-        return "a single 2-D slice"
-    axis, k, n = found
-    return f"{axis} slice {k} of {n} shown"
-
-
-def scan_orientation(scan: object) -> tuple[str, dict[str, str] | None]:
-    """(orientation in words, edge markers or None) of the slice as shown: a volume's slices
-    carry :data:`VOLUME_MARKERS`; a single image's orientation is not read."""
-    found = _volume_slice(scan)
-    if found is None:
-        return "as stored in the file (the patient's orientation is not read)", None
-    axis = found[0]
-    words = {"axial": "neurological: the patient's left on the image's left, anterior at "
-                      "the top",
-             "coronal": "neurological: the patient's left on the image's left, superior at "
-                        "the top",
-             "sagittal": "anterior on the image's right, superior at the top"}[axis]
-    return words, dict(VOLUME_MARKERS[axis])

@@ -16,13 +16,13 @@ import subprocess
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lrp_engine import medical, viz
+from lrp_engine.scans import read_scans, view
 from tests.hostile_files import dicom_bytes, mr_slice
 from ui import report
 
@@ -150,18 +150,16 @@ def test_dicom_identifiers_never_reach_the_report(tmp_path: Path) -> None:
                        PatientBirthDate="19510203", AccessionNumber="ACC-4455",
                        SeriesDescription="T1 AX", StudyDate="20240102")
     assert b"PID-778899" in data and b"DOE^JANE" in data
-    img = medical.read_dicom(data)
-    # the upload's name may hold identifiers: the report must not use it
-    scan = SimpleNamespace(kind="DICOM", meta=img.meta, array=img.array,
-                           source="DICOM DOE^JANE_PID-778899_ACC-4455.dcm")
-    shown = medical.window(img.array, *medical.auto_window(img.array))
+    # the upload's name may hold identifiers: the report uses the volume's description
+    vol = read_scans([("DOE^JANE_PID-778899_ACC-4455.dcm", data)]).volumes[0]
+    sv = view(vol, 2)
+    shown = medical.window(sv.array, *medical.auto_window(sv.array))
     rel = np.random.default_rng(0).normal(size=shown.shape)
-    orientation, markers = report.scan_orientation(scan)
-    r = _report(scan=shown, overlay=viz.overlay(shown, rel),
-                scan_source=report.describe_scan(scan), slices=report.describe_slices(scan),
-                orientation=orientation, markers=markers,
-                strip=np.array([0.1, 0.5, -0.2]), certainty=np.full(shown.shape, 0.7))
-    assert r.scan_source == "DICOM series 'T1 AX' (MR), one slice, 128×160 px"
+    r = _report(scan=shown, overlay=viz.overlay(shown, rel), scan_source=vol.description,
+                slices="axial slice 1 of 1 shown", orientation="as stored",
+                markers=sv.markers or None, strip=np.array([0.1, 0.5, -0.2]),
+                certainty=np.full(shown.shape, 0.7))
+    assert "T1 AX" in r.scan_source and "JANE" not in r.scan_source
     text = _pdftotext(report.report_pdf(r), tmp_path)
     assert "T1 AX" in text and report.DEIDENTIFIED in text
     png = report.report_png(r)
@@ -177,28 +175,6 @@ def test_dicom_identifiers_never_reach_the_report(tmp_path: Path) -> None:
         info = subprocess.run([pdfinfo, str(tmp_path / "id.pdf")], capture_output=True,
                               text=True, check=True, timeout=60).stdout
         assert not any(ident.lower() in info.lower() for ident in IDENTIFIERS), info
-
-
-def test_descriptions_leave_the_file_name_out() -> None:
-    vol = SimpleNamespace(kind="NIfTI", array=np.zeros((48, 40), np.float32),
-                          meta={"shape": [40, 48, 30], "zooms_mm": [2.0, 2.0, 3.0]},
-                          source="NIfTI jane_doe_1951.nii.gz, axial slice 16 of 30")
-    assert report.describe_scan(vol) == "NIfTI volume 40×48×30 voxels (2 × 2 × 3 mm)"
-    assert report.describe_slices(vol) == "axial slice 16 of 30 shown"
-    words, markers = report.scan_orientation(vol)
-    assert markers == {"left": "L", "right": "R", "top": "A", "bottom": "P"}
-    assert "left on the image's left" in words
-    pic = SimpleNamespace(kind="image", array=np.zeros((30, 20)), meta={},
-                          source="image jane_doe.png")
-    assert report.describe_scan(pic) == "picture (PNG/JPEG), 30×20 px"
-    assert report.describe_slices(pic) == "a single 2-D slice"
-    assert report.scan_orientation(pic)[1] is None
-    demo = SimpleNamespace(kind="demo", array=np.zeros((96, 96)), meta={},
-                           source="demo held-out slice #3")
-    assert "demo held-out slice #3" in report.describe_scan(demo)
-    for s in (vol, pic):
-        assert "jane" not in report.describe_scan(s) + report.describe_slices(s)
-
 
 def test_report_is_immutable() -> None:
     r = _report()

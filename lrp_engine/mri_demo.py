@@ -5,7 +5,11 @@ The images are axial slices of one healthy brain template (MNI ICBM152 2009a T1,
 at run time at known places, so every heatmap can be checked against a ground-truth mask.
 Nothing here comes from a patient, and the model knows nothing about real pathology.
 
-Classes (by location and shape; "left" is the subject's left, shown on the image's left):
+Classes (by location and shape; "left" is the subject's left). The arrays are stored in
+the neurological layout (the subject's left in the left columns, anterior at the top), as
+the model was trained; the MRI inspector shows them radiologically by default (the
+subject's left on the image's right, beside its "L" marker), so a "left-hemisphere" lesion
+is drawn on the screen's right, where a clinician expects it:
 
 0. ``no lesion``
 1. ``left-hemisphere round lesion``: a bright disc in the left hemisphere

@@ -98,6 +98,27 @@ def test_series_zip_scrolls_with_radiological_markers_and_scale_bar() -> None:
     assert at.slider(key="mri_slice_1").proto.max == 63
 
 
+def test_demo_left_hemisphere_lesion_is_on_the_screens_right_beside_the_l_marker() -> None:
+    """Radiological display: the subject's left lies on the image's right, where the "L"
+    marker is; the neurological switch puts both on the left. The model's input (and so its
+    prediction) does not change."""
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["mri_demo_index"] = 12  # held-out slice 12: class 1, left hemisphere
+    at.run()
+    _ok(at)
+    pred = next(m for m in at.metric if m.label == "Prediction").value
+    for neuro, side in ((False, "right"), (True, "left")):
+        at.toggle(key="mri_neurological").set_value(neuro).run()
+        _ok(at)
+        overlay = _spec(at, "mri_overlay")
+        assert _markers(overlay)[side] == "L"
+        outline = values(next(d for d in overlay["data"] if d["type"] == "contour")["z"])
+        cols = np.nonzero(outline.any(0))[0]
+        assert (cols.min() > 48) if side == "right" else (cols.max() < 48), cols
+        assert next(m for m in at.metric if m.label == "Prediction").value == pred
+    assert "left-hemisphere" in pred.replace("\\", "")
+
+
 def test_mixed_upload_offers_its_series() -> None:
     t1 = axial_series(description="T1 AXIAL")
     flair = axial_series(head(6), description="FLAIR", series_uid="1.2.826.0.1.3680043.8.498.2")

@@ -201,3 +201,18 @@ def test_odd_scans_are_read() -> None:
     assert scan.problems == [] and len(scan.volumes) == 6
     assert all(np.isfinite(v.data).all() for v in scan.volumes)
     assert medical.ScanLoadError is ScanLoadError
+
+
+def test_equal_descriptions_are_told_apart() -> None:
+    def one(uid: str, number: int | None, shape: tuple[int, int]) -> bytes:
+        tags = {} if number is None else {"SeriesNumber": number}
+        return dicom_bytes(np.zeros(shape, np.uint16), SeriesInstanceUID=uid,
+                           SeriesDescription="T1", **tags)
+
+    scan = read_scans([("a", one("1", 3, (8, 8))), ("b", one("2", 7, (8, 8))),
+                       ("c", one("3", None, (8, 8))), ("d", one("4", None, (6, 6))),
+                       ("e", one("5", None, (6, 6)))])
+    assert [v.description for v in scan.volumes] == [
+        "MR · T1 · 1 slice · series 3", "MR · T1 · 1 slice · series 7",
+        "MR · T1 · 1 slice · 8 × 8 × 1", "MR · T1 · 1 slice · 6 × 6 × 1 (1)",
+        "MR · T1 · 1 slice · 6 × 6 × 1 (2)"]

@@ -12,6 +12,7 @@
 from .archive import ArchiveLimits
 from .errors import ScanLoadError
 from .read import ScanSet, read_scans
+from .series import STORED_LAYOUT
 from .volume import (
     AXIS_NAMES,
     CONVENTIONS,
@@ -27,7 +28,7 @@ from .volume import (
 )
 from .windowing import auto_window, window, window_presets
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "ArchiveLimits", "Convention", "ScanLoadError",
-           "ScanSet", "SliceView", "Volume", "auto_window", "convert", "edge_markers",
-           "pixel_spacing", "read_scans", "slice_array", "stack", "view", "window",
-           "window_presets"]
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "STORED_LAYOUT", "ArchiveLimits", "Convention",
+           "ScanLoadError", "ScanSet", "SliceView", "Volume", "auto_window", "convert",
+           "edge_markers", "pixel_spacing", "read_scans", "slice_array", "stack", "view",
+           "window", "window_presets"]

@@ -11,6 +11,7 @@ at all is readable is :class:`ScanLoadError` raised.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -70,22 +71,27 @@ def _picture(data: bytes, limits: ArchiveLimits) -> Volume:
 
 
 def _unique_descriptions(volumes: list[Volume]) -> None:
-    """Make equal descriptions distinct: the matrix size, then a running number."""
-    for _ in range(2):
-        counts: dict[str, int] = {}
-        for v in volumes:
-            counts[v.description] = counts.get(v.description, 0) + 1
+    """Make equal descriptions distinct: add the series number, then the matrix size, then
+    a running number — each only where descriptions still collide."""
+    def series_number(v: Volume) -> str:
+        n = v.meta.get("series_number")
+        return "" if n is None else f"series {n}"
+
+    def matrix(v: Volume) -> str:
+        return " × ".join(str(n) for n in v.shape)
+
+    for extra in (series_number, matrix, None):
+        counts = Counter(v.description for v in volumes)
         if all(c == 1 for c in counts.values()):
             return
-        seen: dict[str, int] = {}
+        seen: Counter = Counter()
         for v in volumes:
             if counts[v.description] > 1:
-                if _ == 0:
-                    x, y, z = v.shape
-                    v.description += f" · {x} × {y} × {z}"
-                else:
-                    seen[v.description] = seen.get(v.description, 0) + 1
+                if extra is None:
+                    seen[v.description] += 1
                     v.description += f" ({seen[v.description]})"
+                elif extra(v):
+                    v.description += f" · {extra(v)}"
 
 
 def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAULT_LIMITS

@@ -319,3 +319,15 @@ def test_differing_slices_at_one_position_are_said() -> None:
     (vol,) = read_scans(files).volumes
     (note,) = [n for n in vol.notes if "duplicated" in n]
     assert "1 of them differ from the slice kept" in note and vol.shape[2] == 3
+
+
+def test_nifti_free_text_description_stays_out_of_the_volume_description() -> None:
+    """A NIfTI header's ``descrip`` is free text (a name may be there): it is kept in
+    ``meta`` for the screen and left out of the description that reports carry."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.ones((4, 5, 3), np.float32), np.eye(4))
+    img.header["descrip"] = b"DOE^JANE T1 1951"
+    vol = read_scans([("x.nii", img.to_bytes())]).volumes[0]
+    assert "DOE" not in vol.description and vol.description.startswith("NIfTI")
+    assert vol.meta["description"] == "DOE^JANE T1 1951"

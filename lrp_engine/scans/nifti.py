@@ -146,11 +146,12 @@ def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
 
 
 def to_volume(data: bytes, max_voxels: int | None = None) -> Volume:
-    """Bytes of a NIfTI file → :class:`Volume` (kind "NIfTI"; description: "NIfTI", the
-    header's description, the voxel counts)."""
+    """Bytes of a NIfTI file → :class:`Volume` (kind "NIfTI"; description: "NIfTI" and the
+    voxel counts). The header's free-text ``descrip`` stays in ``meta`` (on
+    screen, under the scan's details) and out of the description that reports carry: any
+    tool, or a person, may have written a name there."""
     n = load(data, max_voxels)
-    parts = ["NIfTI"] + ([n.meta["description"]] if n.meta.get("description") else [])
-    parts.append(" × ".join(str(s) for s in n.volume.shape) + " voxels")
+    parts = ["NIfTI", " × ".join(str(s) for s in n.volume.shape) + " voxels"]
     return Volume(data=n.volume, spacing=n.zooms, kind="NIfTI", description=" · ".join(parts),
                   oriented=n.oriented, windows=n.windows, meta=n.meta, notes=n.notes)
 

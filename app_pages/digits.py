@@ -55,7 +55,7 @@ with col_in:
 if choice is None:
     st.stop()
 
-a = compute.analyse(model, mid, x, choice, target, **BOUNDS)
+a = compute.cached_analysis(model, mid, x, choice, target, **BOUNDS)
 with col_out:
     m1, m2 = st.columns(2)
     m1.metric("Prediction", str(a.prediction),

@@ -106,7 +106,7 @@ if choice is None:
 
 try:
     with st.spinner("Explaining…"):
-        a = compute.analyse(m.model, m.key, prep.x, choice, target, **BOUNDS)
+        a = compute.cached_analysis(m.model, m.key, prep.x, choice, target, **BOUNDS)
 except ValueError as e:
     st.error(f"These rules cannot be used on this model: {plain(e)}")
     st.stop()

@@ -221,7 +221,7 @@ target = st.selectbox("Explain class", ["predicted", *range(len(names))], key="m
 if choice is None:
     st.stop()
 try:
-    a = compute.analyse(m.model, m.key, x, choice, target, **BOUNDS)
+    a = compute.cached_analysis(m.model, m.key, x, choice, target, **BOUNDS)
 except ValueError as e:
     st.error(f"These rules cannot be used on this model: {plain(e)}")
     st.stop()
@@ -298,8 +298,8 @@ if st.toggle("Show a second rule setting beside the first", key="mri_compare"):
         choice_b = rule_controls(m.model, to_device(x), m.key, ns="mri_rules_b",
                                  default_preset="epsilon")
     try:
-        a_b = None if choice_b is None else compute.analyse(m.model, m.key, x, choice_b, target,
-                                                            **BOUNDS)
+        a_b = None if choice_b is None else compute.cached_analysis(
+            m.model, m.key, x, choice_b, target, **BOUNDS)
     except ValueError as e:
         st.error(f"Setting B cannot be used on this model: {plain(e)}")
         a_b = None

@@ -106,10 +106,12 @@ def cpu_threads_for(model: nn.Module, x: torch.Tensor, batch: int = 1) -> Iterat
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def analyse(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
-            target: TargetKey = "predicted", low: tuple[float, ...] | None = None,
-            high: tuple[float, ...] | None = None) -> Analysis:
-    """LRP with ``choice`` (plus conservation sums) and Gradient×Input of ``x`` [1, C, H, W].
+def cached_analysis(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
+                    target: TargetKey = "predicted", low: tuple[float, ...] | None = None,
+                    high: tuple[float, ...] | None = None) -> Analysis:
+    """LRP with ``choice`` (plus conservation sums) and Gradient×Input of ``x`` [1, C, H, W],
+    cached by model key, input bytes, rows and target (Streamlit's ``cache_data``; the
+    engine call itself is :func:`lrp_engine.conservation`).
 
     ``low``/``high``: per-channel zB bounds in model-input units (None: the image's range).
     """

@@ -22,7 +22,7 @@ def _teaser_maps() -> tuple[list, list[str], object]:
     x = mnist_to_tensor(images[TEASER_DIGIT:TEASER_DIGIT + 1], size=32).numpy()
     table = le.layer_table(model, mnist_to_tensor(images[:1], size=32).to(resources.device()))
     choice = RuleChoice("epsilon", le.rows_from_composite("epsilon", table), "avg")
-    a = compute.analyse(model, "lenet", x, choice)
+    a = compute.cached_analysis(model, "lenet", x, choice)
     b = compute.blrp_maps(model, "lenet", x, choice, 100, (5, 95))
     maps = [a.relevance, b.percentiles[5], b.percentiles[95]]
     titles = [f"LRP-ε (digit {int(labels[TEASER_DIGIT])})", "B-LRP α = 5", "B-LRP α = 95"]

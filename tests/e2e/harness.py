@@ -394,3 +394,19 @@ def download(page: Any, button: str, directory: Path, timeout_ms: float = 60_000
     path = Path(directory) / dl.suggested_filename
     dl.save_as(str(path))
     return path.read_bytes()
+
+
+def remove_uploads(page: Any, label: str, timeout_ms: float = 60_000) -> int:
+    """Remove every file listed in the ``st.file_uploader`` labelled ``label`` (a
+    multiple-file uploader adds each chosen file to those already there), one click and
+    script run each; returns how many were removed."""
+    chips = widget(page, "stFileUploader", label).locator(
+        '[data-testid="stFileChipDeleteBtn"] button')
+    n = chips.count()
+    for _ in range(n):
+        arm_rerun(page)
+        chips.first.click()
+        wait_rerun(page, timeout_ms=timeout_ms)
+    if chips.count():
+        raise AssertionError(f"{chips.count()} file(s) still listed in {label!r}")
+    return n

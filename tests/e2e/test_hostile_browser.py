@@ -2,8 +2,11 @@
 PNG, a text file called .png and a decompression bomb through the picture uploader, then a
 malicious pickle through the checkpoint uploader. Each gives an error box naming the file
 (never an exception box), nothing is drawn, the pickle never runs, and afterwards a valid
-picture and a valid checkpoint work in the same session. The full corpus runs in AppTest
-(tests/ui/test_hostile_inputs_scans.py); this checks the real uploader and rendering path."""
+picture and a valid checkpoint work in the same session. The MRI inspector's scan
+uploader takes several files (each chosen file joins those listed): the test removes the
+listed ones before each upload, so that every bad file is read alone. The full corpus runs
+in AppTest (tests/ui/test_hostile_inputs_scans.py); this checks the real uploader and
+rendering path."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from .harness import (
     choose_radio,
     choose_select,
     page_exists,
+    remove_uploads,
     shot,
     upload_file,
     wait_error,
@@ -39,13 +43,14 @@ from .harness import (
 
 #: EfficientNet-Lite0 on a 2-core CPU: the first explanation also loads the model
 SLOW_MS = 300_000
-#: per page: its URL path, the picture source radio, the uploader's label, a valid picture
+#: per page: its URL path, the picture source radio, the uploader's label, a valid picture,
+#: whether the uploader takes several files
 PAGES = {
     "image_explorer": ("Photo", "A photo (JPEG, PNG, WebP, GIF, BMP, TIFF)",
                        ("cat.jpg", (REPO_ROOT / "assets" / "images" / "cat_chelsea.jpg")
-                        .read_bytes())),  # explained on opening already: no slow rerun
-    "mri_inspector": ("Scan", "A scan: DICOM (.dcm), NIfTI (.nii, .nii.gz), PNG or JPEG",
-                      ("scan.dcm", dicom_bytes(mr_slice()))),
+                        .read_bytes()), False),  # explained on opening already: no slow rerun
+    "mri_inspector": ("Scan", "Scans: DICOM files or a study's .zip (a series), NIfTI (.nii, "
+                              ".nii.gz), PNG/JPEG", ("scan.dcm", dicom_bytes(mr_slice())), True),
 }
 #: the bad pictures and the words their error must contain
 BAD = {"empty.png": "empty", "truncated.png": "truncated", "letter.png": "text file",
@@ -91,14 +96,18 @@ def test_bad_uploads_then_good_ones_in_one_session(page: Any, base_url: str, tmp
                                                    path: str) -> None:
     if not page_exists(f"{path}.py"):
         pytest.skip(f"app_pages/{path}.py does not exist")
-    radio, label, (good_name, good) = PAGES[path]
+    radio, label, (good_name, good), multiple = PAGES[path]
     open_page(page, base_url, path, radio)
     pick(page, "radio", radio, "Upload")
     corpus = bad_files()
     for name, words in BAD.items():
+        if multiple:
+            remove_uploads(page, label)
         upload_file(page, label, name, corpus[name], "image/png")
         refused(page, name, words)
     shot(page, tmp_path, f"{path}-bad-picture")
+    if multiple:
+        remove_uploads(page, label)
     upload_file(page, label, good_name, good, timeout_ms=SLOW_MS)
     works(page)
 

@@ -48,16 +48,19 @@ from .harness import (
 pytestmark = pytest.mark.skipif(not page_exists("mri_inspector.py"),
                                 reason="the MRI inspector page does not exist")
 
-SCAN_LABEL = "A scan: DICOM (.dcm), NIfTI (.nii, .nii.gz), PNG or JPEG"
+SCAN_LABEL = "Scans: DICOM files or a study's .zip (a series), NIfTI (.nii, .nii.gz), PNG/JPEG"
 CHECKPOINT_LABEL = "Checkpoint (.pt, .pth, .safetensors)"
 CARD_LABEL = "Model card (.json, optional)"
 NAMES = ("glioma", "meningioma", "no tumour", "pituitary")
 #: VGG-16 on a loaded 2-core CPU: reading 265 MB, building the model, then LRP at 255×255
 SLOW_MS = 400_000
 
-#: the trace types of the page's first plotly chart (null when there is none)
-OVERLAY_JS = """() => {
-  const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+#: the page's charts: the scan view first, then the overlay (the heatmap over the scan)
+SCAN, OVERLAY = 0, 1
+#: the trace types of the idx-th plotly chart (null when there is none)
+TRACES_JS = """(idx) => {
+  const c = document.querySelectorAll('[data-testid="stPlotlyChart"]')[idx];
+  const gd = c && c.querySelector('.js-plotly-plot');
   return gd && gd.data ? gd.data.map(t => t.type) : null;
 }"""
 
@@ -133,7 +136,7 @@ def test_clinician_vgg16_safetensors_with_card(page: Any, base_url: str, tmp_pat
         has_text="The tensor the model sees")
     tensor_caption.first.wait_for(state="visible", timeout=SLOW_MS)
     t_loaded = time.monotonic()  # checkpoint read, model built, the card's tensor made
-    page.locator(PLOTLY_CHART).first.wait_for(state="visible", timeout=SLOW_MS)
+    page.locator(PLOTLY_CHART).nth(OVERLAY).wait_for(state="visible", timeout=SLOW_MS)
     wait_idle(page, SLOW_MS)
     t_done = time.monotonic()
     print(f"\nclinician case: page + scan + card {t_ready - t_start:.1f} s; checkpoint "
@@ -151,7 +154,9 @@ def test_clinician_vgg16_safetensors_with_card(page: Any, base_url: str, tmp_pat
     assert "float16" in sidebar and "float32" in sidebar, sidebar  # the loader's note
     assert "vgg16." in sidebar, sidebar  # the removed key prefix
     assert "model card from brain_tumour_vgg16_card.json" in sidebar, sidebar
-    traces = page.evaluate(OVERLAY_JS)
+    assert page.evaluate(TRACES_JS, SCAN) == ["image"], page.evaluate(TRACES_JS, SCAN)
+    traces = page.evaluate(TRACES_JS, OVERLAY)
     assert traces is not None and traces[:2] == ["heatmap", "heatmap"], traces
-    title = str(page.locator(f"{PLOTLY_CHART} .gtitle").first.text_content() or "")
+    title = str(page.locator(PLOTLY_CHART).nth(OVERLAY).locator(".gtitle").text_content()
+                or "")
     assert files["expected"] in title, title

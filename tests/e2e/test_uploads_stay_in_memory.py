@@ -12,9 +12,9 @@ server's TMPDIR and HOME, the repository, /tmp and /dev/shm is read in chunks an
 no marker (unreadable files and files over 512 MB are skipped with a note). A self-check
 first plants a marker in the watched TMPDIR and requires the scanner to find it.
 
-The scan uploader may refuse a .zip for now (series support is being added): the test
-only waits for the page's reaction to it (a rerun and any message), since the bytes have
-gone through the server either way.
+The scan uploader reads them, so the bytes go the whole way through the readers: the
+.zip must show as its series ("T1 AX · 3 slices", a scan view, no error); the NIfTI joins
+it in the multiple-file uploader, so the page then offers a "Series" choice of the two.
 """
 
 from __future__ import annotations
@@ -233,6 +233,19 @@ def _main_uploader(page: Any) -> Any:
     return page.locator('[data-testid="stMain"] [data-testid="stFileUploader"]').first
 
 
+def _read_as_scan(page: Any, caption: str | None) -> None:
+    """The upload was read: a scan view, no error, no exception, and a caption starting
+    with ``caption`` (unless None)."""
+    page.locator(PLOTLY_CHART).first.wait_for(state="visible", timeout=120_000)
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert not errors, errors
+    assert not exceptions_text(page), exceptions_text(page)
+    if caption is not None:
+        caps = page.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]')
+        texts = caps.all_inner_texts()
+        assert any(t.startswith(caption) for t in texts), texts
+
+
 def _messages(page: Any) -> list[str]:
     loc = page.locator('[data-testid="stAlert"]')
     return [" ".join(str(loc.nth(i).inner_text()).split())[:160] for i in range(loc.count())]
@@ -292,9 +305,12 @@ def test_uploads_never_reach_the_disk(browser: Any, chromium_executable: str,
         seen: dict[str, list[str]] = {}
         _upload(page, _main_uploader(page), "series.zip", files["zip"], "application/zip")
         seen["zip"] = _messages(page)
+        _read_as_scan(page, "MR · T1 AX · 3 slices")
         _upload(page, _main_uploader(page), "volume.nii", files["nii"],
                 "application/octet-stream")
         seen["nii"] = _messages(page)
+        _read_as_scan(page, None)
+        widget(page, "stSelectbox", "Series").wait_for(state="visible", timeout=30_000)
         arm_rerun(page)
         choose_radio(page, "Model", "Your own checkpoint")
         wait_rerun(page, timeout_ms=120_000)

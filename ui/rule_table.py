@@ -80,8 +80,10 @@ def rule_controls(model: nn.Module, x: Tensor, model_key: str, ns: str = "rules"
     ``model_key`` resets the table when the model changes.
     """
     names = list(presets or le.PRESETS)
-    preset = st.selectbox("Preset", names, index=names.index(default_preset)
-                          if default_preset in names else 0, key=f"{ns}_preset",
+    key = f"{ns}_preset"
+    if st.session_state.get(key) not in names:  # the widget's value lives in session state
+        st.session_state[key] = default_preset if default_preset in names else names[0]
+    preset = st.selectbox("Preset", names, key=key,
                           help="A named rule assignment; edit single layers in the table below.")
     st.caption(le.PRESET_DOCS.get(preset, ""))
     table = le.layer_table(model, x)

@@ -146,9 +146,8 @@ def scan_source(n_demo: int) -> ScanChoice | None:
     key = tuple(sorted((n, _digest(d)) for n, d in files))
     try:
         scans = _memo(key, lambda: read_scans(files))
-    except ScanLoadError as e:
-        what = plain(files[0][0]) if len(files) == 1 else f"{len(files)} files"
-        st.error(f"{what}: {plain(e)}")
+    except ScanLoadError as e:  # its message names the file(s) already
+        st.error(plain(e) if len(files) == 1 else f"{len(files)} files: {plain(e)}")
         return None
     if scans.problems:
         with st.expander(f"{len(scans.problems)} file(s) skipped", expanded=len(files) == 1):

@@ -3,7 +3,8 @@ classifier in batched passes, with a progress bar and a stop button, and the str
 relevance per slice that leads the reader to the slices that drove the decision.
 
 A run keeps what it has done in ``st.session_state`` after every batch. "Stop" (or any
-other click) interrupts the script between batches; the slices done so far stay, and
+other click) starts a new script run at once; the old one finishes the batch in progress,
+stores it and ends at its next Streamlit call (the progress bar). The slices done stay, and
 "Explain" carries on with the rest. Results are keyed by the model, the scan, the plane,
 the rules and the target: change any of them and the strip starts afresh.
 """
@@ -125,8 +126,8 @@ def slice_runs(model: nn.Module, model_key: str, n: int, make_input: Callable[[i
         run = SliceRun(key, first, last, dict(run.scores), dict(run.predicted), run.seconds)
         st.session_state[STATE] = run
     if stop_clicked and run is not None and not run.complete:
-        st.info(f"Stopped after {len(run.scores)} of {count} slices. \"Explain these "
-                "slices\" carries on with the rest.")
+        st.info(f"Stopped after {len(run.scores)} of {count} slices (a batch in progress "
+                "finishes and is kept). \"Explain these slices\" carries on with the rest.")
     if not go_clicked:
         return run
     run = run or SliceRun(key, first, last)

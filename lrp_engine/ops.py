@@ -12,11 +12,12 @@ layer is folded into that layer's weight and bias (the canonical form for LRP).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .kernels import IM2COL_MAX_TAPS, Geometry, im2col_conv2d, is_pointwise, unfold_gradient
 
 Forward = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 
@@ -42,57 +43,67 @@ class AffineOp:
     ``native`` is the layer's own output tensor when it equals ``fn(a, weight, bias)`` with
     the unmodified parameters and is differentiable in ``a``; rules whose ρ is the identity
     reuse it instead of computing the layer again. ``regrad``: for a layer whose own
-    input-gradient kernel is slow (see :data:`IM2COL_MAX_TAPS`), ``regrad(a, z)`` gives the
-    output ``z``'s values with a faster gradient to ``a``; the relevance pass uses it in the
-    layer's place.
+    input-gradient kernel is slow (see :data:`lrp_engine.kernels.IM2COL_MAX_TAPS`),
+    ``regrad(a, z)`` gives the output ``z``'s values with a faster gradient to ``a``; the
+    relevance pass uses it in the layer's place (:meth:`with_native` then gives the op that
+    reuses that output).
 
-    ``weight`` and ``bias`` may be given as ``params``, a function returning both, called
-    the first time a rule reads either: rules that only rescale the native gradient (ε)
-    never need a BatchNorm folded into its convolution.
+    ``weight`` and ``bias`` may be given as ``params``, a function returning both (or a
+    :class:`Params`), called once, the first time a rule reads either: rules that only
+    rescale the native gradient (ε) never need a BatchNorm folded into its convolution.
+    Every builder below passes all of these at construction.
     """
 
     def __init__(self, fn: Forward, weight: Tensor | None, bias: Tensor | None,
                  native: Tensor | None = None,
                  regrad: Callable[[Tensor, Tensor], Tensor] | None = None,
-                 params: Callable[[], tuple[Tensor, Tensor | None]] | None = None) -> None:
+                 params: Params | Callable[[], tuple[Tensor, Tensor | None]] | None = None
+                 ) -> None:
         self.fn = fn
-        self._weight, self._bias, self._params = weight, bias, params
+        self._params = (params if isinstance(params, Params) else Params(params)
+                        if params is not None else Params(value=(weight, bias)))
         self.native = native
         self.regrad = regrad
 
-    def _load(self) -> None:
-        if self._params is not None:
-            self._weight, self._bias = self._params()
-            self._params = None
-
     @property
     def weight(self) -> Tensor:
-        self._load()
-        assert self._weight is not None
-        return self._weight
+        weight = self._params()[0]
+        assert weight is not None
+        return weight
 
     @property
     def bias(self) -> Tensor | None:
-        self._load()
-        return self._bias
+        return self._params()[1]
+
+    def with_native(self, native: Tensor | None) -> AffineOp:
+        """This op with ``native`` as the layer's own output (the parameters, loaded or
+        not, shared)."""
+        return AffineOp(self.fn, None, None, native, self.regrad, params=self._params)
 
     def __call__(self, a: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return self.fn(a, weight, bias)
 
 
+class Params:
+    """An affine map's (weight, bias): given, or computed by ``load`` on the first read and
+    kept (a folded BatchNorm's weight and bias: several rule terms, and the im2col
+    gradient, read them; rules that only rescale never do)."""
+
+    __slots__ = ("_load", "_value")
+
+    def __init__(self, load: Callable[[], tuple[Tensor, Tensor | None]] | None = None,
+                 value: tuple[Tensor, Tensor | None] | None = None) -> None:
+        self._load, self._value = load, value
+
+    def __call__(self) -> tuple[Tensor, Tensor | None]:
+        if self._value is None:
+            assert self._load is not None
+            self._value, self._load = self._load(), None
+        return self._value
+
+
 def _detach(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach()
-
-
-#: a Conv2d with at most this many input taps (C_in · k_h · k_w, e.g. 1·5·5 or 3·3·3: the
-#: first layer on a grey or RGB image) is evaluated in the relevance pass as an im2col
-#: matmul: oneDNN's input-gradient kernel is 2–6× slower than matmul + fold on so few taps
-#: (measured on LeNet's and VGG-16's first layers), and the relevance pass is exactly that
-#: gradient. With more taps oneDNN's own kernel is the faster one, except for the input
-#: gradient of a pointwise (1×1, stride 1, unpadded) conv, a plain matmul whatever its taps,
-#: which matmul computes faster too (EfficientNet-Lite0's 1×1 convs, measured); its forward,
-#: which γ, z⁺ … evaluate again, stays oneDNN's (there matmul was 2–3× slower).
-IM2COL_MAX_TAPS = 32
 
 
 def _linear_forward(module: nn.Module) -> Forward:
@@ -106,23 +117,9 @@ def _linear_forward(module: nn.Module) -> Forward:
     raise TypeError(f"not a linear layer: {type(module).__name__}")
 
 
-def _pointwise(geometry: tuple) -> bool:
-    """Whether a conv's (kernel, dilation, padding, stride) make it a matmul over
-    channels: 1×1, stride 1, no padding (its im2col columns are the input itself)."""
-    kernel, _, padding, stride = geometry
-    return kernel == (1, 1) and padding == (0, 0) and stride == (1, 1)
-
-
-def _geometry(module: nn.Module) -> tuple:
+def _geometry(module: nn.Module) -> Geometry:
     """(kernel, dilation, padding, stride) of a Conv2d, in ``F.fold``'s order."""
     return module.kernel_size, module.dilation, module.padding, module.stride
-
-
-def _out_size(h: int, w: int, geometry: tuple) -> tuple[int, int]:
-    """A conv's output height and width for an input of ``h`` × ``w`` pixels."""
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
-    return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
-            (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
 
 def _plain_conv2d(module: nn.Module) -> bool:
@@ -134,77 +131,26 @@ def _plain_conv2d(module: nn.Module) -> bool:
 
 
 def _im2col_forward(module: nn.Module) -> Forward | None:
-    """``conv2d(a, w, b)`` as ``w · unfold(a)`` for a plain few-tap Conv2d (see
-    :data:`IM2COL_MAX_TAPS`), else None. Same numbers up to float rounding."""
+    """``conv2d(a, w, b)`` as ``w · unfold(a)`` (:func:`lrp_engine.kernels.im2col_conv2d`)
+    for a plain few-tap Conv2d (see :data:`lrp_engine.kernels.IM2COL_MAX_TAPS`), else None.
+    Same numbers up to float rounding."""
     if not _plain_conv2d(module) or module.weight[0].numel() > IM2COL_MAX_TAPS:
         return None
-    kernel, dilation, padding, stride = geometry = _geometry(module)
-    pointwise = _pointwise(geometry)
-
-    def forward(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-        n = a.shape[0]
-        ho, wo = _out_size(a.shape[-2], a.shape[-1], geometry)
-        cols = (a.reshape(n, a.shape[1], -1) if pointwise
-                else F.unfold(a, kernel, dilation, padding, stride))  # [N, taps, ho·wo]
-        z = (w.reshape(w.shape[0], -1) @ cols).view(n, w.shape[0], ho, wo)
-        return z if b is None else z + b.view(1, -1, 1, 1)
-
-    return forward
-
-
-class _UnfoldGradient(torch.autograd.Function):
-    """A few-tap conv's output ``z``, unchanged (a copy: later in-place activations may write
-    to it), whose gradient reaches the input ``a`` as ``fold(wᵀ · g)``: the backward of
-    ``w · unfold(a)`` without computing that forward again (the layer's own ``z`` has the
-    same values). ``w`` [C_out, taps] is the layer's weight (BatchNorm folded in)."""
-
-    @staticmethod
-    def forward(ctx: Any, a: Tensor, z: Tensor, w: Tensor, geometry: tuple) -> Tensor:
-        ctx.geometry, ctx.size = geometry, tuple(a.shape[-2:])
-        ctx.save_for_backward(w)
-        return z.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None]:
-        (w,) = ctx.saved_tensors
-        n, c = g.shape[:2]
-        cols = w.t() @ g.reshape(n, c, -1)  # [N, taps, L]
-        if _pointwise(ctx.geometry):  # the columns are the input's pixels
-            return cols.view(n, -1, *ctx.size), None, None, None
-        return fold(cols, ctx.size, ctx.geometry), None, None, None
-
-
-def fold(cols: Tensor, size: tuple[int, int], geometry: tuple) -> Tensor:
-    """``F.fold(cols, size, *geometry)`` (the sum of im2col columns [N, C·kh·kw, L] back
-    into [N, C, H, W]) as one strided add per kernel tap: 3–7× faster than ``F.fold``'s
-    col2im on CPU (LeNet's and VGG-16's first layers, measured), the same sums up to the
-    order of float additions."""
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
-    h, w = size
-    ho, wo = _out_size(h, w, geometry)
-    n = cols.shape[0]
-    taps = cols.view(n, -1, kh, kw, ho, wo)
-    out = cols.new_zeros(n, taps.shape[1], h + 2 * ph, w + 2 * pw)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
-                j * dw:j * dw + sw * (wo - 1) + 1:sw] += taps[:, :, i, j]
-    return out[:, :, ph:ph + h, pw:pw + w]
+    return im2col_conv2d(_geometry(module))
 
 
 def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
                    ) -> Callable[[Tensor, Tensor], Tensor] | None:
     """For a plain few-tap or pointwise Conv2d: ``(a, z) ↦ z`` with the im2col gradient
-    (see :class:`_UnfoldGradient`) for the weight ``weight()``, else None."""
+    (:func:`lrp_engine.kernels.unfold_gradient`) for the weight ``weight()``, else None."""
     if not _plain_conv2d(module):
         return None
     geometry = _geometry(module)
-    if module.weight[0].numel() > IM2COL_MAX_TAPS and not _pointwise(geometry):
+    if module.weight[0].numel() > IM2COL_MAX_TAPS and not is_pointwise(geometry):
         return None
 
     def regrad(a: Tensor, z: Tensor) -> Tensor:
-        w = weight()
-        return _UnfoldGradient.apply(a, z.detach(), w.reshape(w.shape[0], -1), geometry)
+        return unfold_gradient(a, z, weight(), geometry)
 
     return regrad
 
@@ -239,9 +185,9 @@ def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineO
         bias = shift if layer.bias is None else layer.bias.detach() * scale + shift
         return weight, bias
 
-    op = AffineOp(_linear_forward(layer), None, None, native, params=params)
-    op.regrad = _im2col_regrad(layer, lambda: op.weight)
-    return op
+    folded = Params(params)
+    return AffineOp(_linear_forward(layer), None, None, native,
+                    regrad=_im2col_regrad(layer, lambda: folded()[0]), params=folded)
 
 
 def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:

@@ -1,4 +1,5 @@
-"""The relevance pass's functional forwards (``lrp_engine.ops``) equal the layers' own."""
+"""The relevance pass's functional forwards (``lrp_engine.ops``) and CPU kernels
+(``lrp_engine.kernels``) equal the layers' own."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from lrp_engine.ops import IM2COL_MAX_TAPS, _im2col_forward, fold, folded_op, linear_op, pool_op
+from lrp_engine.kernels import IM2COL_MAX_TAPS, fold
+from lrp_engine.ops import _im2col_forward, folded_op, linear_op, pool_op
 
 
 @pytest.mark.parametrize("cin,k,stride,padding,dilation,bias", [
@@ -172,3 +174,27 @@ def test_alpha_beta_skips_the_inputs_sign_that_is_absent() -> None:
             torch.testing.assert_close(m, ref)
             torch.testing.assert_close(torch.autograd.grad(m.sum(), a)[0],
                                        torch.autograd.grad(ref.sum(), a)[0])
+
+
+def test_folded_op_is_complete_when_built_and_folds_once(monkeypatch) -> None:
+    """A conv+BN op is built with its im2col gradient; BatchNorm is folded once, on the
+    first read of the weight or bias, and an op :meth:`with_native` gives shares it."""
+    import lrp_engine.ops as ops
+
+    calls: list[int] = []
+    real = ops.bn_scale_shift
+
+    def counted(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(1)
+        return real(bn)
+
+    monkeypatch.setattr(ops, "bn_scale_shift", counted)
+    conv, bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4).eval()
+    z = bn(conv(torch.randn(1, 1, 6, 6)))
+    op = folded_op(conv, bn, z)
+    assert op.regrad is not None and not calls
+    other = op.with_native(z.clone())
+    assert other.native is not z and other.regrad is op.regrad
+    torch.testing.assert_close(op.weight, other.weight)
+    _ = op.bias, other.bias
+    assert len(calls) == 1

@@ -5,6 +5,10 @@ selector that matches a layer decides. Selectors see a :class:`~lrp_engine.layer
 and the whole :class:`~lrp_engine.layers.LayerTable`, so they can select by type, by module
 name, by execution position (``ByIndex(0, 17)`` is the seeds' ``l <= 16``), first/last of a
 type, VGG-style blocks, or a depth fraction. Presets are builders in :data:`PRESETS`.
+
+Type selectors match classes by ``issubclass`` of the layer's module class
+(``ByType(nn.Conv2d)`` selects a subclass of ``nn.Conv2d`` too, ``ByType(Sum)`` the residual
+sums); a string names a class exactly (``ByType("Conv2d")``), for forms written as text.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from torch import Tensor, nn
 
-from .layers import LayerInfo, LayerTable
+from .layers import LayerInfo, LayerTable, Role
 from .ops import AVGPOOL_TYPES, CONV_TYPES, MAXPOOL_TYPES
 from .rules import (
     AlphaBeta,
@@ -30,28 +35,22 @@ from .rules import (
     ZPlus,
 )
 
-MAXPOOL_MODES = ("avg", "winner")
+#: MaxPool treatment: ``"avg"`` (as average pooling under the layer's rule, the seeds) or
+#: ``"winner"`` (winner takes all, the plain gradient)
+MaxPoolMode = Literal["avg", "winner"]
+MAXPOOL_MODES: tuple[MaxPoolMode, ...] = get_args(MaxPoolMode)
+
+#: what type selectors take: a class (matched with its subclasses) or an exact class name
+LayerType = type | str
 
 
-def _type_names(types: Sequence[type | str]) -> tuple[str, ...]:
-    return tuple(t if isinstance(t, str) else t.__name__ for t in types)
-
-
-def _subclass_names(types: Sequence[type | str]) -> set[str]:
-    """Names of the given types and of the torch.nn subclasses of each (Conv → Conv2d…)."""
-    names = set(_type_names(types))
-    for t in types:
-        if isinstance(t, type):
-            names |= {c.__name__ for c in _all_subclasses(t)}
-    return names
-
-
-def _all_subclasses(t: type) -> list[type]:
-    out = []
-    for c in t.__subclasses__():
-        out.append(c)
-        out.extend(_all_subclasses(c))
-    return out
+def is_of_type(info: LayerInfo, types: Sequence[LayerType]) -> bool:
+    """Whether the layer's module class is a subclass of one of the classes in ``types``, or
+    is named exactly like one of its strings."""
+    classes = tuple(t for t in types if isinstance(t, type))
+    if classes and info.module_type is not None and issubclass(info.module_type, classes):
+        return True
+    return any(isinstance(t, str) and t == info.kind for t in types)
 
 
 class Selector:
@@ -63,15 +62,16 @@ class Selector:
 
 @dataclass(frozen=True)
 class ByType(Selector):
-    """Layers of the given types (classes or class names; subclasses included)."""
+    """Layers whose module is an instance of one of the classes (subclasses included), or
+    whose class has one of the given names exactly."""
 
-    types: tuple
+    types: tuple[LayerType, ...]
 
-    def __init__(self, *types: type | str) -> None:
+    def __init__(self, *types: LayerType) -> None:
         object.__setattr__(self, "types", tuple(types))
 
     def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
-        return info.kind in _subclass_names(self.types)
+        return is_of_type(info, self.types)
 
 
 @dataclass(frozen=True)
@@ -98,18 +98,17 @@ class ByIndex(Selector):
         return info.index >= self.start and (self.stop is None or info.index < self.stop)
 
 
-def _of_type(table: LayerTable, types: tuple) -> list[LayerInfo]:
-    names = _subclass_names(types)
-    return [i for i in table if i.kind in names and i.takes_rule]
+def _of_type(table: LayerTable, types: Sequence[LayerType]) -> list[LayerInfo]:
+    return [i for i in table if i.takes_rule and is_of_type(i, types)]
 
 
 @dataclass(frozen=True)
 class First(Selector):
     """The first rule layer of the given types (default: any conv or linear layer)."""
 
-    types: tuple = ()
+    types: tuple[LayerType, ...] = ()
 
-    def __init__(self, *types: type | str) -> None:
+    def __init__(self, *types: LayerType) -> None:
         object.__setattr__(self, "types", tuple(types) or (*CONV_TYPES, nn.Linear))
 
     def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
@@ -121,9 +120,9 @@ class First(Selector):
 class Last(Selector):
     """The last rule layer of the given types (default: any conv or linear layer)."""
 
-    types: tuple = ()
+    types: tuple[LayerType, ...] = ()
 
-    def __init__(self, *types: type | str) -> None:
+    def __init__(self, *types: LayerType) -> None:
         object.__setattr__(self, "types", tuple(types) or (*CONV_TYPES, nn.Linear))
 
     def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
@@ -140,10 +139,10 @@ class ByBlock(Selector):
     at_least: int | None = None
 
     def __call__(self, info: LayerInfo, table: LayerTable) -> bool:
-        if info.kind not in _subclass_names(CONV_TYPES):
+        if not is_of_type(info, CONV_TYPES):
             return False
-        pools = _subclass_names((*MAXPOOL_TYPES, *AVGPOOL_TYPES))
-        b = sum(1 for i in table if i.index < info.index and i.kind in pools)
+        pools = (*MAXPOOL_TYPES, *AVGPOOL_TYPES)
+        b = sum(1 for i in table if i.index < info.index and is_of_type(i, pools))
         if self.block is not None:
             return b == self.block
         return self.at_least is not None and b >= self.at_least
@@ -156,9 +155,9 @@ class ByDepth(Selector):
 
     lo: float
     hi: float
-    types: tuple = ()
+    types: tuple[LayerType, ...] = ()
 
-    def __init__(self, lo: float, hi: float, *types: type | str) -> None:
+    def __init__(self, lo: float, hi: float, *types: LayerType) -> None:
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
         object.__setattr__(self, "types", tuple(types) or CONV_TYPES)
@@ -185,7 +184,7 @@ class Composite:
 
     assignments: Sequence[tuple[Selector, Rule]] = ()
     default: Rule = field(default_factory=Zero)
-    maxpool: str = "avg"
+    maxpool: MaxPoolMode = "avg"
     name: str = "custom"
     sums: Rule = field(default_factory=lambda: Epsilon(1e-9))
 
@@ -198,7 +197,7 @@ class Composite:
         for selector, rule in self.assignments:
             if selector(info, table):
                 return rule
-        return self.sums if info.role == "sum" else self.default
+        return self.sums if info.role == Role.SUM else self.default
 
     def assign(self, table: LayerTable) -> dict[str, Rule]:
         """Rule per rule-layer name (folded BatchNorms are covered by their layer)."""
@@ -206,7 +205,7 @@ class Composite:
 
     @classmethod
     def from_rules(cls, rules: dict[str, Rule], default: Rule | None = None,
-                   maxpool: str = "avg", name: str = "custom") -> Composite:
+                   maxpool: MaxPoolMode = "avg", name: str = "custom") -> Composite:
         """A composite from an explicit layer-name → rule map (the UI's per-layer table)."""
         return cls([(ByName(n), r) for n, r in rules.items()],
                    default=default if default is not None else Zero(), maxpool=maxpool,
@@ -244,17 +243,17 @@ def get_composite(spec: str | Composite, **params: object) -> Composite:
 
 
 @preset("epsilon", "LRP-ε everywhere (seed 000: ε = 1e-9, max pooling as average pooling)")
-def _epsilon(epsilon: float = 1e-9, maxpool: str = "avg") -> Composite:
+def _epsilon(epsilon: float = 1e-9, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite(default=Epsilon(epsilon), maxpool=maxpool, name="epsilon")
 
 
 @preset("zero", "LRP-0 everywhere (equals Gradient×Input on ReLU nets with maxpool='winner')")
-def _zero(maxpool: str = "avg") -> Composite:
+def _zero(maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite(default=Zero(), maxpool=maxpool, name="zero")
 
 
 @preset("epsilon-plus-flat", "flat on the first layer, z⁺ on convolutions, ε on dense layers")
-def _epsilon_plus_flat(epsilon: float = 0.25, maxpool: str = "avg") -> Composite:
+def _epsilon_plus_flat(epsilon: float = 0.25, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite([(First(), Flat()), (ByType(*CONV_TYPES), ZPlus())],
                      default=Epsilon(epsilon), maxpool=maxpool, name="epsilon-plus-flat")
 
@@ -262,20 +261,21 @@ def _epsilon_plus_flat(epsilon: float = 0.25, maxpool: str = "avg") -> Composite
 @preset("epsilon-gamma-box",
         "zB (box) on the first layer, γ on convolutions, ε on dense layers")
 def _epsilon_gamma_box(low: Bound = None, high: Bound = None, gamma: float = 0.25,
-                       epsilon: float = 0.25, maxpool: str = "avg") -> Composite:
+                       epsilon: float = 0.25, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite([(First(), ZBox(low, high)), (ByType(*CONV_TYPES), Gamma(gamma))],
                      default=Epsilon(epsilon), maxpool=maxpool, name="epsilon-gamma-box")
 
 
 @preset("deep-taylor", "Deep Taylor (seed 004): zB on the first layer, then αβ with α=1, β=0")
-def _deep_taylor(low: Bound = None, high: Bound = None, maxpool: str = "avg") -> Composite:
+def _deep_taylor(low: Bound = None, high: Bound = None, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite([(First(), ZBox(low, high))], default=AlphaBeta(1.0, 0.0),
                      maxpool=maxpool, name="deep-taylor")
 
 
 @preset("w2-alpha-beta", "w² on the first layer, LRP-0 on pooling layers, then αβ (seed 004's "
         "'wwab')")
-def _w2_alpha_beta(alpha: float = 2.0, beta: float = 1.0, maxpool: str = "avg") -> Composite:
+def _w2_alpha_beta(alpha: float = 2.0, beta: float = 1.0,
+                   maxpool: MaxPoolMode = "avg") -> Composite:
     # a pool's weights are all positive and its inputs (after a ReLU) too: αβ would find no
     # negative part and hand on α·R, doubling the relevance at every pool; LRP-0 conserves
     pools = ByType(*MAXPOOL_TYPES, *AVGPOOL_TYPES)
@@ -291,7 +291,7 @@ VGG_BLOCK_GAMMAS = (1.0, 10 ** -0.5, 10 ** -1.0, 10 ** -1.5, 10 ** -2.0)
         "dense layers LRP-0")
 def _vgg_gamma_blocks(low: Bound = None, high: Bound = None,
                       gammas: Sequence[float] = VGG_BLOCK_GAMMAS,
-                      maxpool: str = "avg") -> Composite:
+                      maxpool: MaxPoolMode = "avg") -> Composite:
     pairs: list[tuple[Selector, Rule]] = [(First(*CONV_TYPES), ZBox(low, high))]
     pairs += [(ByBlock(block=b), Gamma(g)) for b, g in enumerate(gammas[:-1])]
     pairs.append((ByBlock(at_least=len(gammas) - 1), Gamma(gammas[-1])))
@@ -302,7 +302,7 @@ def _vgg_gamma_blocks(low: Bound = None, high: Bound = None,
         "seed 003: γ on the lower half of the convolutions, ε = factor·rms(z) on the upper "
         "half, LRP-0 on dense layers")
 def _depth_gamma_epsilon_zero(gamma: float = 0.25, factor: float = 0.25,
-                              maxpool: str = "avg") -> Composite:
+                              maxpool: MaxPoolMode = "avg") -> Composite:
     # rank/count < 0.5: 7 of VGG-16's 13 convolutions, like the seed's l <= 16
     return Composite([(ByDepth(0.0, 0.5), Gamma(gamma)), (ByDepth(0.5, 1.0), EpsilonStd(factor))],
                      default=Zero(), maxpool=maxpool, name="depth-gamma-epsilon-zero")

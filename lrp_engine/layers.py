@@ -12,17 +12,46 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 import torch
 from torch import Tensor, nn
 
-from .graph_ops import SUM_KIND, ProbeMode
+from .graph_ops import SUM_KIND, ProbeMode, Sum
 from .ops import AVGPOOL_TYPES, BATCHNORM_TYPES, LINEAR_TYPES, MAXPOOL_TYPES
 
 
 class UnsupportedLayerError(TypeError):
     """A layer the engine does not know how to propagate relevance through."""
+
+
+class Role(str, Enum):
+    """What the relevance pass does with a layer (the ``role`` of a :class:`LayerInfo`).
+
+    A ``str`` enum: ``Role.LINEAR == "linear"``, it hashes like its value and prints as it
+    (``f"{Role.LINEAR}"`` is ``"linear"``), so code and tables that use the plain strings
+    keep working.
+    """
+
+    LINEAR = "linear"  # Conv1d/2d/3d, Linear: gets a rule
+    POOL = "pool"  # average pooling (adaptive too): gets a rule
+    MAXPOOL = "maxpool"  # max pooling: a rule under maxpool="avg", else winner takes all
+    BATCHNORM = "batchnorm"  # a BatchNorm not folded into its layer: gets a rule
+    SUM = "sum"  # a residual sum a + b (no module; see graph_ops.Sum): gets a rule
+    NORM = "norm"  # LayerNorm/GroupNorm: σ held constant
+    ACTIVATION = "activation"  # ReLU, LeakyReLU: the plain gradient passes relevance
+    PASS_ACTIVATION = "pass-activation"  # other elementwise activations: passed through
+    GATE = "gate"  # a sigmoid whose output only multiplies: a constant for relevance
+    DROPOUT = "dropout"  # identity in eval mode; B-LRP samples masks here
+    RESHAPE = "reshape"  # Flatten, Identity, permutations: relevance reshaped
+    UNKNOWN = "?"  # not handled (the probe raises UnsupportedLayerError first)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 #: activations whose plain gradient already passes relevance unchanged (R_in = R_out)
@@ -39,10 +68,10 @@ RESHAPE_TYPES = (nn.Flatten, nn.Unflatten, nn.Identity)
 #: normalisations whose standard deviation is a constant for relevance (see lrp_engine.norms)
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm)
 #: leaf modules of other libraries by qualified class name → role, with the reason
-KNOWN_LEAVES = {
-    "torchvision.ops.misc.Permute": "reshape",  # a permutation of dimensions
-    "torchvision.ops.stochastic_depth.StochasticDepth": "reshape",  # identity in eval mode
-    "torchvision.models.convnext.LayerNorm2d": "norm",  # LayerNorm over channels
+KNOWN_LEAVES: dict[str, Role] = {
+    "torchvision.ops.misc.Permute": Role.RESHAPE,  # a permutation of dimensions
+    "torchvision.ops.stochastic_depth.StochasticDepth": Role.RESHAPE,  # identity in eval mode
+    "torchvision.models.convnext.LayerNorm2d": Role.NORM,  # LayerNorm over channels
 }
 #: containers whose own parameters are used only as constants for relevance: a factor
 #: (layer scale), an added embedding (absorbed like a bias), a concatenated token, or
@@ -59,7 +88,7 @@ PARAMETER_CONTAINERS = {
 }
 
 #: roles whose layers get a rule
-RULE_ROLES = ("linear", "pool", "maxpool", "batchnorm", "sum")
+RULE_ROLES = (Role.LINEAR, Role.POOL, Role.MAXPOOL, Role.BATCHNORM, Role.SUM)
 
 
 def qualified_name(t: type) -> str:
@@ -67,30 +96,30 @@ def qualified_name(t: type) -> str:
     return f"{t.__module__}.{t.__qualname__}"
 
 
-def role_of(module: nn.Module) -> str | None:
+def role_of(module: nn.Module) -> Role | None:
     """What the relevance pass does with a leaf module, or None if unsupported."""
     known = KNOWN_LEAVES.get(qualified_name(type(module)))
     if known is not None:
         return known
     if isinstance(module, NORM_TYPES):
         plain = type(module).forward in (nn.LayerNorm.forward, nn.GroupNorm.forward)
-        return "norm" if plain else None
+        return Role.NORM if plain else None
     if isinstance(module, LINEAR_TYPES):
-        return "linear"
+        return Role.LINEAR
     if isinstance(module, AVGPOOL_TYPES):
-        return "pool"
+        return Role.POOL
     if isinstance(module, MAXPOOL_TYPES):
-        return "maxpool"
+        return Role.MAXPOOL
     if isinstance(module, BATCHNORM_TYPES):
-        return "batchnorm"
+        return Role.BATCHNORM
     if isinstance(module, NATIVE_ACTIVATIONS):
-        return "activation"
+        return Role.ACTIVATION
     if isinstance(module, PASS_ACTIVATIONS):
-        return "pass-activation"
+        return Role.PASS_ACTIVATION
     if isinstance(module, DROPOUT_TYPES):
-        return "dropout"
+        return Role.DROPOUT
     if isinstance(module, RESHAPE_TYPES):
-        return "reshape"
+        return Role.RESHAPE
     return None
 
 
@@ -100,17 +129,20 @@ class LayerInfo:
     seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
     the layer a BatchNorm is folded into. ``feeds``: the pass-activation or ``nn.ReLU``
     that is the only (differentiable) reader of the output of this layer, run once (a
-    gradient scaling at that output may then be taken over by the activation)."""
+    gradient scaling at that output may then be taken over by the activation).
+    ``kind`` is the class name of the layer's module, ``module_type`` the class itself
+    (:class:`~lrp_engine.graph_ops.Sum` for a residual sum; what ``ByType`` matches)."""
 
     index: int
     name: str
     kind: str
-    role: str
+    role: Role
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     fold: str | None = None
     folded_into: str | None = None
     feeds: str | None = None
+    module_type: type | None = field(default=None, repr=False)
 
     @property
     def takes_rule(self) -> bool:
@@ -171,9 +203,9 @@ def model_macs(model: nn.Module, table: LayerTable, stop_at_dropout: bool = Fals
     A size to choose how to compute (shared trunk, threads), not a timing."""
     total = 0.0
     for info in table:
-        if info.role == "dropout" and stop_at_dropout:
+        if info.role == Role.DROPOUT and stop_at_dropout:
             break
-        if info.role == "linear":
+        if info.role == Role.LINEAR:
             w = model.get_submodule(info.name).weight
             out = 1
             for d in info.out_shape:
@@ -248,7 +280,7 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
                     f"forward(); only standard layers can be explained")
             return
         calls[name] = calls.get(name, 0) + 1
-        if (role == "pass-activation" or type(module) is nn.ReLU) \
+        if (role == Role.PASS_ACTIVATION or type(module) is nn.ReLU) \
                 and isinstance(output, Tensor) and output.grad_fn is not None:
             activation_nodes.append((output.grad_fn, name))  # every call: may be reused
         if name in seen:
@@ -283,12 +315,12 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
 
     modules = [(n, m, o) for n, m, _, o in records if m is not None]
     # BatchNorm folding: a BatchNorm whose input is exactly a linear layer's output.
-    producer = {id(o): name for name, m, o in modules if role_of(m) == "linear"}
+    producer = {id(o): name for name, m, o in modules if role_of(m) == Role.LINEAR}
     fold: dict[str, str] = {}
     folded_into: dict[str, str] = {}
     for name, m, _ in modules:
         inp_t = first_input[name]
-        if role_of(m) == "batchnorm" and id(inp_t) in producer:
+        if role_of(m) == Role.BATCHNORM and id(inp_t) in producer:
             fold[producer[id(inp_t)]] = name
             folded_into[name] = producer[id(inp_t)]
 
@@ -312,12 +344,13 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
     def row(i: int, name: str, m: nn.Module | None, in_shape: tuple, o: Tensor | None
             ) -> LayerInfo:
         if m is None:
-            return LayerInfo(index=i, name=name, kind=SUM_KIND, role="sum", in_shape=in_shape,
-                             out_shape=in_shape)
-        role = "gate" if name in gates else role_of(m) or "?"
+            return LayerInfo(index=i, name=name, kind=SUM_KIND, role=Role.SUM,
+                             in_shape=in_shape, out_shape=in_shape, module_type=Sum)
+        role = Role.GATE if name in gates else role_of(m) or Role.UNKNOWN
         return LayerInfo(index=i, name=name, kind=type(m).__name__, role=role,
                          in_shape=in_shape, out_shape=_shape(o)[1:], fold=fold.get(name),
-                         folded_into=folded_into.get(name), feeds=feeds.get(name))
+                         folded_into=folded_into.get(name), feeds=feeds.get(name),
+                         module_type=type(m))
 
     layers = tuple(row(i, *r) for i, r in enumerate(records))
     return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]),

@@ -11,6 +11,8 @@ chunks of ``batch_size`` by plain batched forwards. Random draws (uniform fill v
 random order) come from a generator seeded per image by ``(seed, image id)``, so results do
 not depend on ``batch_size`` nor on how a data set is split into calls (pass ``image_ids``).
 
+:func:`region_perturbation` is the same with k×k patches as units (Samek et al. 2017).
+
 Summaries: :func:`auc` (area under the curve on the normalised x-axis; lower for
 most-relevant-first = more faithful) and :func:`aopc` (average drop from the unperturbed
 score; higher for most-relevant-first = more faithful).
@@ -25,14 +27,21 @@ import copy
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FILLS = ("uniform", "zero", "mean", "blur")
-ORDERS = ("most", "least", "random")
-SCORES = ("logit", "softmax")
+#: what flipped pixels become (see :func:`fill_values`)
+Fill = Literal["uniform", "zero", "mean", "blur"]
+#: flipping order: most relevant first (MoRF), least relevant first (LeRF), or random
+Order = Literal["most", "least", "random"]
+#: the recorded score: the target logit or its softmax probability
+Score = Literal["logit", "softmax"]
+FILLS: tuple[Fill, ...] = get_args(Fill)
+ORDERS: tuple[Order, ...] = get_args(Order)
+SCORES: tuple[Score, ...] = get_args(Score)
 
 #: per-image random streams (see :func:`image_generator`)
 _FILL_STREAM, _ORDER_STREAM = 0, 1
@@ -97,7 +106,7 @@ def blur(x: Tensor, size: int = 5, sigma: float = 1.0) -> Tensor:
     return F.conv2d(xp, k2, groups=c)
 
 
-def fill_values(x: Tensor, fill: str = "uniform", data_range: tuple[float, float] = (0.0, 1.0),
+def fill_values(x: Tensor, fill: Fill = "uniform", data_range: tuple[float, float] = (0.0, 1.0),
                 normalise: Normalise | None = None, seed: int = 0,
                 image_ids: Tensor | Sequence[int] | None = None) -> Tensor:
     """The values flipped pixels take, like ``x`` [N, C, H, W] (model input units).
@@ -149,7 +158,7 @@ def _unit_relevance(relevance: Tensor, n: int, h: int, w: int, unit: Tensor,
     return out.index_add_(1, unit, r)
 
 
-def flip_order(unit_relevance: Tensor, order: str = "most", seed: int = 0,
+def flip_order(unit_relevance: Tensor, order: Order = "most", seed: int = 0,
                image_ids: Tensor | Sequence[int] | None = None) -> Tensor:
     """Units in flipping order, [N, units] long.
 
@@ -170,7 +179,7 @@ def flip_order(unit_relevance: Tensor, order: str = "most", seed: int = 0,
     raise ValueError(f"unknown order {order!r}: choose one of {', '.join(ORDERS)}")
 
 
-def pixel_ranks(relevance: Tensor, x_shape: Sequence[int], order: str = "most", patch: int = 1,
+def pixel_ranks(relevance: Tensor, x_shape: Sequence[int], order: Order = "most", patch: int = 1,
                 seed: int = 0, image_ids: Tensor | Sequence[int] | None = None
                 ) -> tuple[Tensor, int]:
     """Flip rank of every pixel, [N, 1, H, W] long (0 = flipped first; the pixels of one
@@ -257,7 +266,7 @@ def _evaluation_model(model: nn.Module, x: Tensor, channels_last: bool | None
         return twin, True
 
 
-def _scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
+def _scores(logits: Tensor, target: Tensor, score: Score) -> Tensor:
     """Target-class score per row: logit or softmax probability, [B]."""
     if logits.dim() != 2:
         raise ValueError(f"the model must return logits [N, classes], got {list(logits.shape)}")
@@ -284,7 +293,7 @@ def _check_classes(t: Tensor, logits: Tensor) -> Tensor:
     return t
 
 
-def _check_inputs(x: Tensor, steps: int, pixels_per_step: int, score: str) -> None:
+def _check_inputs(x: Tensor, steps: int, pixels_per_step: int, score: Score) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 4:
         raise ValueError("x must be a float tensor [N, C, H, W]")
     if steps < 1 or pixels_per_step < 1:
@@ -294,8 +303,8 @@ def _check_inputs(x: Tensor, steps: int, pixels_per_step: int, score: str) -> No
 
 
 def pixel_flipping(model: nn.Module, x: Tensor, target: int | Tensor | None, relevance: Tensor,
-                   steps: int = 64, pixels_per_step: int = 4, fill: str | Tensor = "uniform",
-                   order: str = "most", score: str = "logit", patch: int = 1,
+                   steps: int = 64, pixels_per_step: int = 4, fill: Fill | Tensor = "uniform",
+                   order: Order = "most", score: Score = "logit", patch: int = 1,
                    data_range: tuple[float, float] = (0.0, 1.0),
                    normalise: Normalise | None = None, seed: int = 0, batch_size: int = 1024,
                    image_ids: Tensor | Sequence[int] | None = None,
@@ -336,7 +345,7 @@ def pixel_flipping(model: nn.Module, x: Tensor, target: int | Tensor | None, rel
 
 
 def _evaluate_curves(net: nn.Module, x: Tensor, values: Tensor, ranks: Tensor,
-                     target: int | Tensor | None, steps: int, pps: int, score: str,
+                     target: int | Tensor | None, steps: int, pps: int, score: Score,
                      batch_size: int, cl: bool) -> Tensor:
     """Evaluate the N·steps perturbed images in chunks of ``batch_size`` rows, image-major
     (row j = image j // steps at step j % steps), so an image's step 0, which gives its
@@ -363,6 +372,34 @@ def _evaluate_curves(net: nn.Module, x: Tensor, values: Tensor, ranks: Tensor,
                 tb = _check_classes(t, logits)[img]
             out[j0:j1] = _scores(logits, tb, score)
     return out.view(n, steps)
+
+
+def region_perturbation(model: nn.Module, x: Tensor, target: int | Tensor | None,
+                        relevance: Tensor, region: int = 9, steps: int | None = None,
+                        regions_per_step: int = 1, fill: Fill | Tensor = "uniform",
+                        order: Order = "most", score: Score = "logit",
+                        data_range: tuple[float, float] = (0.0, 1.0),
+                        normalise: Normalise | None = None, seed: int = 0,
+                        batch_size: int = 1024,
+                        image_ids: Tensor | Sequence[int] | None = None,
+                        channels_last: bool | None = None) -> Tensor:
+    """Region-perturbation curves (Samek et al. 2017), [N, steps]: :func:`pixel_flipping`
+    with ``region``×``region`` patches (ranked by their summed relevance; edge patches are
+    cut by the border) as units, ``regions_per_step`` of them replaced per step.
+
+    ``steps``: evaluations including the unperturbed one; None: until every region is
+    replaced (``⌈H/region⌉·⌈W/region⌉ // regions_per_step + 1``). The other arguments as
+    for :func:`pixel_flipping` (the paper's fill: ``"uniform"`` noise).
+    """
+    if steps is None:  # a bad x, region or regions_per_step: pixel_flipping says so
+        h, w = x.shape[-2:] if isinstance(x, Tensor) and x.dim() == 4 else (1, 1)
+        k = max(region, 1)
+        steps = (-(-h // k) * -(-w // k)) // max(regions_per_step, 1) + 1
+    return pixel_flipping(model, x, target, relevance, steps=steps,
+                          pixels_per_step=regions_per_step, fill=fill, order=order,
+                          score=score, patch=region, data_range=data_range,
+                          normalise=normalise, seed=seed, batch_size=batch_size,
+                          image_ids=image_ids, channels_last=channels_last)
 
 
 def _perturbed(x: Tensor, values: Tensor, ranks: Tensor, thresholds: Tensor, cl: bool

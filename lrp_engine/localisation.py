@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from typing import Literal, TypedDict, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,26 @@ from torch import Tensor, nn
 from .composites import PRESETS, Composite, get_composite
 from .core import explain, gradient_x_input
 
-RANDOM = "random"
-GRADIENT_X_INPUT = "gradient×input"
+#: the comparison maps :func:`localisation_table` adds to the LRP presets
+Baseline = Literal["random", "gradient×input"]
+RANDOM: Baseline = "random"
+GRADIENT_X_INPUT: Baseline = "gradient×input"
+BASELINES: tuple[Baseline, ...] = get_args(Baseline)
+#: which class the command line explains: the true label or the model's prediction
+ExplainedClass = Literal["true", "predicted"]
+#: a row of the table: an LRP preset name, a :class:`Composite`, or a baseline
+Method = str | Composite
+
+
+class LocalisationRow(TypedDict):
+    """One method's row of :func:`localisation_table` (rma, pointing: fractions in [0, 1])."""
+
+    method: str
+    rma: float
+    rma_std: float
+    pointing: float
+    n: int
+    seconds: float
 
 
 def _heat_and_mask(relevance: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,7 +105,7 @@ def random_relevance(shape: Sequence[int], seed: int = 0) -> Tensor:
     return torch.rand(tuple(shape), generator=g)
 
 
-def _maps(model: nn.Module, images: Tensor, targets: Tensor, method: str | Composite,
+def _maps(model: nn.Module, images: Tensor, targets: Tensor, method: Method,
           batch_size: int, seed: int) -> Tensor:
     if method == RANDOM:
         return random_relevance((images.shape[0], *images.shape[2:]), seed)
@@ -100,14 +119,14 @@ def _maps(model: nn.Module, images: Tensor, targets: Tensor, method: str | Compo
     return torch.cat(parts)
 
 
-def _name(method: str | Composite) -> str:
+def _name(method: Method) -> str:
     return method if isinstance(method, str) else method.name
 
 
 def localisation_table(model: nn.Module, images: Tensor, masks: Tensor, targets: Tensor,
-                       presets: Sequence[str | Composite], tolerance: int = 0,
+                       presets: Sequence[Method], tolerance: int = 0,
                        baselines: bool = True, batch_size: int = 64, seed: int = 0
-                       ) -> list[dict]:
+                       ) -> list[LocalisationRow]:
     """Mean relevance mass accuracy and pointing-game hit rate per method.
 
     ``images`` [N, C, H, W], ``masks`` bool [N, H, W] (non-empty), ``targets`` long [N]
@@ -118,23 +137,24 @@ def localisation_table(model: nn.Module, images: Tensor, masks: Tensor, targets:
     """
     if masks.flatten(1).sum(1).eq(0).any():
         raise ValueError("every image needs a non-empty mask (leave out 'no lesion' images)")
-    methods: list[str | Composite] = list(presets)
+    methods: list[Method] = list(presets)
     if baselines:
         methods += [GRADIENT_X_INPUT, RANDOM]
-    rows = []
+    rows: list[LocalisationRow] = []
     for method in methods:
         t0 = time.perf_counter()
         rel = _maps(model, images, targets, method, batch_size, seed)
         seconds = time.perf_counter() - t0
         rma = torch.nan_to_num(relevance_mass_accuracy(rel, masks), nan=0.0)
         hit = pointing_game(rel, masks, tolerance).float()
-        rows.append({"method": _name(method), "rma": float(rma.mean()),
-                     "rma_std": float(rma.std()) if len(rma) > 1 else 0.0,
-                     "pointing": float(hit.mean()), "n": int(len(rma)), "seconds": seconds})
+        rows.append(LocalisationRow(method=_name(method), rma=float(rma.mean()),
+                                    rma_std=float(rma.std()) if len(rma) > 1 else 0.0,
+                                    pointing=float(hit.mean()), n=int(len(rma)),
+                                    seconds=seconds))
     return rows
 
 
-def format_table(rows: list[dict], mask_share: float | None = None) -> str:
+def format_table(rows: Sequence[LocalisationRow], mask_share: float | None = None) -> str:
     """The rows as a Markdown table (percentages)."""
     lines = ["| method | relevance mass accuracy | pointing game | time (s) |",
              "| --- | ---: | ---: | ---: |"]
@@ -158,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LRP presets (default: all: {', '.join(PRESETS)})")
     p.add_argument("--tolerance", type=int, default=0,
                    help="pointing game: grow the masks by this many pixels (default 0)")
-    p.add_argument("--target", choices=("true", "predicted"), default="true",
+    p.add_argument("--target", choices=get_args(ExplainedClass), default="true",
                    help="explain the true class (default) or the predicted one")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     return p

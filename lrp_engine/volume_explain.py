@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,10 +27,15 @@ from torch import Tensor, nn
 from .composites import Composite, get_composite
 from .core import analyze
 
-__all__ = ["SliceExplanation", "VolumeExplanation", "explain_slices", "explain_volume"]
+__all__ = ["PREDICTED", "Predicted", "SliceExplanation", "SliceTarget", "VolumeExplanation",
+           "explain_slices", "explain_volume"]
 
 #: ``target="predicted"``: each slice (or the volume) is explained for its own top class
-PREDICTED = "predicted"
+Predicted = Literal["predicted"]
+PREDICTED: Predicted = "predicted"
+#: what :func:`explain_slices` explains: each slice's top class, one class for all slices,
+#: or one class per slice ([S] ints)
+SliceTarget = Predicted | int | Sequence[int] | Tensor
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ def _composite(composite: str | Composite, bounds: dict[str, object]) -> Composi
     return get_composite(composite, **bounds)
 
 
-def _check_target(target: str | int) -> None:
+def _check_target(target: Predicted | int) -> None:
     if isinstance(target, str):
         if target != PREDICTED:
             raise ValueError(f"target must be {PREDICTED!r} or a class index, got {target!r}")
@@ -93,7 +99,7 @@ def _check_target(target: str | int) -> None:
         raise TypeError(f"target must be {PREDICTED!r} or an int, got {type(target).__name__}")
 
 
-def _engine_target(target: str | int | Sequence[int] | Tensor, start: int, stop: int
+def _engine_target(target: SliceTarget, start: int, stop: int
                    ) -> int | Tensor | None:
     """The engine's target for slices ``start:stop``: None (predicted), an int, or the
     slices' own classes from a per-slice sequence."""
@@ -105,7 +111,7 @@ def _engine_target(target: str | int | Sequence[int] | Tensor, start: int, stop:
 
 
 def explain_slices(model: nn.Module, slices: Tensor, composite: str | Composite,
-                   target: str | int | Sequence[int] | Tensor = PREDICTED,
+                   target: SliceTarget = PREDICTED,
                    batch_size: int = 16,
                    progress: Callable[[int, int], None] | None = None,
                    should_stop: Callable[[], bool] | None = None,
@@ -165,7 +171,7 @@ def explain_slices(model: nn.Module, slices: Tensor, composite: str | Composite,
 
 
 def explain_volume(model: nn.Module, volume: Tensor, composite: str | Composite,
-                   target: str | int = PREDICTED, **bounds: object) -> VolumeExplanation:
+                   target: Predicted | int = PREDICTED, **bounds: object) -> VolumeExplanation:
     """Explain one volume [1, C, D, H, W] with the 3-D classifier ``model``: one relevance
     pass. ``composite``, ``**bounds`` and ``target`` (``"predicted"`` or a class index) as
     for :func:`explain_slices`. ``model`` must be in eval mode; it is left unchanged."""

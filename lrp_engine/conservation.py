@@ -12,13 +12,17 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .composites import Composite
+from .composites import Composite, get_composite
 from .core import Explanation, Target, analyze
+from .layers import layer_table
+from .rules import Rule
 
 
 @dataclass(frozen=True)
 class ConservationRow:
-    """One rule layer: mean relevance entering and leaving it, over the batch."""
+    """One rule layer: mean relevance entering and leaving it, over the batch. ``rule``:
+    the rule's description (``Rule.describe()``); ``loss_reason``: the rule's own
+    ``Rule.loss_reason``, why it may lose or create relevance."""
 
     index: int
     name: str
@@ -26,6 +30,7 @@ class ConservationRow:
     rule: str
     relevance_out: float
     relevance_in: float
+    loss_reason: str = Rule.loss_reason
 
     @property
     def ratio(self) -> float:
@@ -56,32 +61,21 @@ class ConservationReport:
             r = row.ratio
             if r == r and abs(r - 1) > tolerance:
                 out.append(f"{row.name} ({row.kind}, {row.rule}): "
-                           f"{100 * (r - 1):+.1f}% — {explain_loss(row.rule)}")
+                           f"{100 * (r - 1):+.1f}% — {row.loss_reason}")
         return out
-
-
-def explain_loss(rule: str) -> str:
-    """Why a rule may not conserve relevance (rule given by its description string)."""
-    if rule.startswith("ε"):
-        return "ε absorbs the relevance of weak or contradictory contributions, and the bias " \
-               "takes its share"
-    if rule.startswith("α"):
-        return "αβ drops the bias's share and an output's positive/negative part when that " \
-               "part is empty"
-    if rule.startswith("zB") or rule in ("flat", "w²", "z⁺"):
-        return "the rule ignores the bias, so the bias's share of the output is redistributed " \
-               "or lost"
-    return "the bias absorbs (or creates) its share of the relevance"
 
 
 def conservation(model: nn.Module, x: Tensor, target: Target = None,
                  composite: str | Composite = "epsilon") -> ConservationReport:
     """Explain ``x`` and report the relevance sum at every rule layer (batch mean)."""
-    res = analyze(model, x, target, composite, record=True)
+    comp = get_composite(composite)
+    res = analyze(model, x, target, comp, record=True)
+    rules = comp.assign(layer_table(model, x))  # the pass's rules (the table is cached)
     rows = tuple(
         ConservationRow(index=lr.index, name=lr.name, kind=lr.kind, rule=lr.rule,
                         relevance_out=float(lr.output_relevance.mean()),
-                        relevance_in=float(lr.input_relevance.mean()))
+                        relevance_in=float(lr.input_relevance.mean()),
+                        loss_reason=rules[lr.name].loss_reason)
         for lr in res.layers)
     return ConservationReport(output_score=float(res.output_relevance.mean()),
                               input_relevance=float(res.relevance.flatten(1).sum(1).mean()),

@@ -16,23 +16,50 @@ pixel bounds are not a row parameter: they come from the model's input range
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
 from .composites import Composite, get_composite
 from .layers import LayerTable
-from .rules import RULES, AlphaBeta, Rule, ZBox
+from .rules import RULES, Rule
+
+
+class _Derived(Mapping):
+    """A read-only view of :data:`lrp_engine.rules.RULES`: rule name → ``value(cls)`` for
+    the rules ``keep(cls)`` selects, in registry order, always up to date (a rule class
+    defined later, anywhere, appears)."""
+
+    def __init__(self, value: Callable[[type[Rule]], Any],
+                 keep: Callable[[type[Rule]], bool] = lambda cls: True) -> None:
+        self._value, self._keep = value, keep
+
+    def __getitem__(self, name: str) -> Any:
+        cls = RULES[name]
+        if not self._keep(cls):
+            raise KeyError(name)
+        return self._value(cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, cls in RULES.items() if self._keep(cls))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
 
 #: rule short name → (label shown to users, name of its main parameter or None)
-RULE_LABELS: dict[str, tuple[str, str | None]] = {
-    name: (cls.label, cls.param_label) for name, cls in RULES.items()}
+RULE_LABELS: Mapping[str, tuple[str, str | None]] = _Derived(
+    lambda cls: (cls.label, cls.param_label))
 #: rules that only make sense on the first layer (their input must be the model's input)
-INPUT_RULES = tuple(name for name, cls in RULES.items() if cls.needs_input)
+INPUT_RULES: Set[str] = _Derived(lambda cls: cls, keep=lambda cls: cls.needs_input).keys()
 #: default main parameter of each rule that has one
-DEFAULT_PARAMS = {name: cls.default_param for name, cls in RULES.items()
-                  if cls.param is not None}
+DEFAULT_PARAMS: Mapping[str, float | None] = _Derived(
+    lambda cls: cls.default_param, keep=lambda cls: cls.param is not None)
 
 
 @dataclass(frozen=True)
@@ -54,23 +81,13 @@ def main_param(rule: Rule) -> float | None:
 
 def rule_from_row(rule: str, param: float | None = None, low: float | Tensor | None = None,
                   high: float | Tensor | None = None) -> Rule:
-    """A rule object from a short name and its main parameter (None or NaN: the default)."""
+    """A rule object from a short name and its main parameter (None or NaN: the default);
+    the rule class builds it (:meth:`lrp_engine.rules.Rule.from_row`)."""
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; known: {', '.join(RULES)}")
-    cls = RULES[rule]
-    if param is None or (isinstance(param, float) and math.isnan(param)):
-        param = cls.default_param
-    if cls.param is not None:
-        p = float(param)
-        if not math.isfinite(p) or p < 0:
-            raise ValueError(f"{cls.param_label} of {cls.label} must be a finite number ≥ 0, "
-                             f"got {param}")
-        if cls is AlphaBeta and p < 1:
-            raise ValueError(f"α of LRP-αβ must be ≥ 1 (β = α − 1 ≥ 0), got {p:g}")
-        return cls.from_param(p)
-    if cls is ZBox:
-        return ZBox(low, high)
-    return cls()
+    if isinstance(param, float) and math.isnan(param):
+        param = None
+    return RULES[rule].from_row(param, low, high)
 
 
 def rows_from_composite(composite: str | Composite, table: LayerTable) -> tuple[LayerRule, ...]:

@@ -19,6 +19,7 @@ model's input.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -59,6 +60,24 @@ def _ratio(z: Tensor, d: Tensor) -> Tensor:
     return (z / d).detach()
 
 
+#: rule classes by their short name (what the UI's per-layer table stores), in the order
+#: they were defined; filled by :func:`register` as each :class:`Rule` subclass with its own
+#: ``name`` is defined
+RULES: dict[str, type[Rule]] = {}
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Add ``cls`` to :data:`RULES` under ``cls.name`` (done for every subclass of
+    :class:`Rule` that sets its own ``name``). A name already taken by another rule is an
+    error; the same class defined again (a module reloaded) replaces its old entry."""
+    old = RULES.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                  cls.__qualname__):
+        raise ValueError(f"rule name {cls.name!r} is taken by {old.__qualname__}")
+    RULES[cls.name] = cls
+    return cls
+
+
 class Rule:
     """Base class. Subclasses implement :meth:`modified`.
 
@@ -66,6 +85,11 @@ class Rule:
     (shown to users), ``param`` (the attribute holding its one main parameter, or None) with
     ``param_label`` and ``default_param``, ``needs_input`` (input-layer rules: zB, flat, w²)
     and ``loss_reason`` (why it may not conserve relevance, for the conservation report).
+
+    Defining a subclass that sets its own ``name`` registers it in :data:`RULES` under that
+    name; everything keyed by rule name (``make_rule``, the rule table's rows and labels,
+    the conservation report) then knows it. A subclass without its own ``name`` (a base
+    such as :class:`BasicRule`, or a variant of a rule) is not registered.
     """
 
     name: str = "rule"
@@ -78,6 +102,11 @@ class Rule:
     #: whether :meth:`native_ratio` maps each element of z on its own (not, e.g., through
     #: z's RMS): a ReLU may then form it from its output, which equals z where it passes
     elementwise_ratio: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            register(cls)
 
     def rescales(self, op: AffineOp) -> bool:
         """Whether the rule, on this layer, only rescales the gradient arriving at the
@@ -104,6 +133,26 @@ class Rule:
         if cls.param is None:
             return cls()
         return cls(**{cls.param: cls.default_param if value is None else float(value)})
+
+    @classmethod
+    def check_param(cls, value: float) -> None:
+        """Raise ValueError unless ``value`` is a valid main parameter (finite, ≥ 0)."""
+        p = float(value)
+        if not math.isfinite(p) or p < 0:
+            raise ValueError(f"{cls.param_label} of {cls.label} must be a finite number ≥ 0, "
+                             f"got {value}")
+
+    @classmethod
+    def from_row(cls, value: float | None = None, low: float | Tensor | None = None,
+                 high: float | Tensor | None = None) -> Rule:
+        """The rule a rule-table row gives: main parameter ``value`` (None: the default;
+        checked by :meth:`check_param`, ignored by a rule without one) and the model's input
+        bounds ``low``/``high`` (used by rules that need them: zB)."""
+        if cls.param is None:
+            return cls.from_param()
+        value = cls.default_param if value is None else value
+        cls.check_param(value)
+        return cls.from_param(float(value))
 
     def main_param(self) -> float | None:
         """The value of the main parameter, or None for a rule without one."""
@@ -248,34 +297,6 @@ class EpsilonStd(BasicRule):
         return f"ε={self.factor:g}·rms(z)"
 
 
-class GammaPlain(BasicRule):
-    """Plain LRP-γ: ρ(w) = w + γ w⁺ (bias likewise), the same for every output.
-
-    Valid only where its assumptions hold: non-negative inputs (after a ReLU) and a
-    positive output. Elsewhere (after BatchNorm folding, in residual branches, linear
-    bottlenecks) the denominator Σ a ρ(w) + ρ(b) can cross zero while z does not, and the
-    relevance explodes; use :class:`Gamma`, which equals this rule where the assumptions
-    hold."""
-
-    name = "gamma-plain"
-    label = "LRP-γ plain (inputs ≥ 0)"
-    param, param_label, default_param = "gamma", "γ", 0.25
-    identity_params = False
-
-    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9) -> None:
-        super().__init__(stabilizer)
-        self.gamma = float(gamma)
-
-    def weight(self, w: Tensor) -> Tensor:
-        return w + self.gamma * w.clamp(min=0)
-
-    def bias(self, b: Tensor | None) -> Tensor | None:
-        return None if b is None else b + self.gamma * b.clamp(min=0)
-
-    def describe(self) -> str:
-        return f"γ={self.gamma:g} plain"
-
-
 class Gamma(Rule):
     """Generalised LRP-γ (Montavon et al. 2019; Andéol et al. 2021; zennit's ``Gamma``): each
     output's contributions of its own sign are boosted by (1 + γ).
@@ -323,6 +344,34 @@ class Gamma(Rule):
         return f"γ={self.gamma:g}"
 
 
+class GammaPlain(BasicRule):
+    """Plain LRP-γ: ρ(w) = w + γ w⁺ (bias likewise), the same for every output.
+
+    Valid only where its assumptions hold: non-negative inputs (after a ReLU) and a
+    positive output. Elsewhere (after BatchNorm folding, in residual branches, linear
+    bottlenecks) the denominator Σ a ρ(w) + ρ(b) can cross zero while z does not, and the
+    relevance explodes; use :class:`Gamma`, which equals this rule where the assumptions
+    hold."""
+
+    name = "gamma-plain"
+    label = "LRP-γ plain (inputs ≥ 0)"
+    param, param_label, default_param = "gamma", "γ", 0.25
+    identity_params = False
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-9) -> None:
+        super().__init__(stabilizer)
+        self.gamma = float(gamma)
+
+    def weight(self, w: Tensor) -> Tensor:
+        return w + self.gamma * w.clamp(min=0)
+
+    def bias(self, b: Tensor | None) -> Tensor | None:
+        return None if b is None else b + self.gamma * b.clamp(min=0)
+
+    def describe(self) -> str:
+        return f"γ={self.gamma:g} plain"
+
+
 class AlphaBeta(Rule):
     """LRP-αβ: positive and negative contributions redistributed separately, weighted α and
     β (α − β = 1 keeps the total when both parts are non-zero). ``bias=False`` ignores the
@@ -342,6 +391,13 @@ class AlphaBeta(Rule):
         self.beta = float(beta)
         self.bias = bool(bias)
         self.stabilizer = float(stabilizer)
+
+    @classmethod
+    def check_param(cls, value: float) -> None:
+        """α must also be ≥ 1, so that β = α − 1 ≥ 0."""
+        super().check_param(value)
+        if float(value) < 1:
+            raise ValueError(f"α of LRP-αβ must be ≥ 1 (β = α − 1 ≥ 0), got {float(value):g}")
 
     @classmethod
     def from_param(cls, value: float | None = None) -> Rule:
@@ -372,7 +428,8 @@ class ZPlus(AlphaBeta):
     name = "zplus"
     label = "z⁺"
     param = None
-    loss_reason = "the rule ignores the bias, so the bias's share of the output is lost"
+    loss_reason = ("the rule ignores the bias, so the bias's share of the output is "
+                   "redistributed or lost")
 
     def __init__(self, stabilizer: float = 1e-9) -> None:
         super().__init__(alpha=1.0, beta=0.0, bias=False, stabilizer=stabilizer)
@@ -414,6 +471,12 @@ class ZBox(Rule):
         self.low = low
         self.high = high
         self.stabilizer = float(stabilizer)
+
+    @classmethod
+    def from_row(cls, value: float | None = None, low: float | Tensor | None = None,
+                 high: float | Tensor | None = None) -> Rule:
+        """zB with the model's input bounds (it has no main parameter)."""
+        return cls(low, high)
 
     def modified(self, op: AffineOp, a: Tensor, z: Tensor, ctx: PassContext) -> Tensor:
         x = ctx.reference(a)
@@ -521,14 +584,6 @@ def pass_through(a: Tensor, out: Tensor, denominator: Tensor | None = None) -> T
     layer's output z whose rule rescales by z / d: the two ratios out / z and z / d merge
     into one, out / d, applied once."""
     return _PassThrough.apply(a, out.detach(), denominator)
-
-
-RULES: dict[str, type[Rule]] = {
-    cls.name: cls
-    for cls in (Zero, Epsilon, EpsilonStd, Gamma, GammaPlain, AlphaBeta, ZPlus, ZBox, Flat,
-                WSquare, Pass)
-}
-"""Rule classes by their short name (what the UI's per-layer table stores)."""
 
 
 def make_rule(name: str, **params: float | bool | Tensor | None) -> Rule:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import streamlit as st
@@ -24,7 +25,8 @@ import lrp_engine as le
 
 from .rule_table import RuleChoice
 
-TargetKey = str | int
+#: the class explained: ``"predicted"``, ``"none"`` (no class: zero relevance) or an index
+TargetKey = Literal["predicted", "none"] | int
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -31,9 +31,13 @@ from ..safetensors_header import HeaderError, read_header
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: how a picture reaches the input size
-RESIZE_MODES = ("shorter-side-crop", "stretch", "pad-square")
-WINDOWINGS = ("none", "percentile")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+ResizeMode = Literal["shorter-side-crop", "stretch", "pad-square"]
+#: intensity windowing before normalisation (scans: "percentile")
+Windowing = Literal["none", "percentile"]
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+RESIZE_MODES: tuple[ResizeMode, ...] = get_args(ResizeMode)
+WINDOWINGS: tuple[Windowing, ...] = get_args(Windowing)
+INTERPOLATIONS: tuple[Interpolation, ...] = get_args(Interpolation)
 PIXEL_RANGES = (1.0, 255.0)
 #: percentiles of the "percentile" window
 WINDOW_PERCENTILES = (0.5, 99.5)
@@ -171,14 +175,14 @@ class PreprocessingCard:
     """
 
     size: tuple[int, int] = (224, 224)
-    resize: str = "shorter-side-crop"
+    resize: ResizeMode = "shorter-side-crop"
     resize_size: int | None = None
     channels: int = 3
     pixel_range: float = 1.0
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    windowing: str = "none"
-    interpolation: str = "bilinear"
+    windowing: Windowing = "none"
+    interpolation: Interpolation = "bilinear"
 
     def __post_init__(self) -> None:
         size = self.size
@@ -546,7 +550,7 @@ def card_from_safetensors(data: bytes | bytearray | memoryview) -> ModelCard | N
 
 
 __all__ = ["CARD_FIELDS", "CARD_PRESETS", "CardError", "IMAGENET_MEAN", "IMAGENET_STD",
-           "INTERPOLATIONS", "MAX_CLASSES", "MAX_JSON_BYTES", "MAX_SIDE", "MODEL_CARD_KEY",
-           "MODEL_CARD_VERSION", "ModelCard", "PreprocessingCard", "RESIZE_MODES",
-           "WINDOWINGS", "card_from_json", "card_from_safetensors", "card_from_torchvision",
-           "save_safetensors"]
+           "INTERPOLATIONS", "Interpolation", "MAX_CLASSES", "MAX_JSON_BYTES", "MAX_SIDE",
+           "MODEL_CARD_KEY", "MODEL_CARD_VERSION", "ModelCard", "PreprocessingCard",
+           "RESIZE_MODES", "ResizeMode", "WINDOWINGS", "Windowing", "card_from_json",
+           "card_from_safetensors", "card_from_torchvision", "save_safetensors"]

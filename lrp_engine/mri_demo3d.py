@@ -118,8 +118,8 @@ def volume_to_input(vol_zhw: np.ndarray, shape: Sequence[int] = INPUT_SHAPE,
 
 def resample_mask(mask_zhw: np.ndarray, shape: Sequence[int] = INPUT_SHAPE) -> Tensor:
     """A bool mask [Z, H, W] of the full-resolution volume → bool [D, H, W] on the model's
-    grid: a voxel is in the mask when any of the full-resolution voxels it covers is (for
-    the demo's 2× grid; in general, where the resampled mask is > 0)."""
+    grid: a voxel is in the mask when any of the full-resolution voxels it covers is (the
+    resampled mask is > 0; on axes that grow, any voxel interpolated from a mask voxel)."""
     m = torch.from_numpy(np.ascontiguousarray(mask_zhw, dtype=np.float32))[None, None]
     return _resample(m, shape)[0, 0] > 0
 
@@ -133,12 +133,12 @@ def draw_lesion_3d(volume: np.ndarray, brain: np.ndarray, label: int, midline: f
     The lesion is the 2-D demo's disc or midline ellipse, placed on slice ``centre``'s brain
     (:func:`lrp_engine.mri_demo.draw_lesion`'s placement), made an ellipsoid: a round lesion
     is as high as it is wide (its mean in-plane radius in mm; a ball of 7–14 mm radius), a
-    midline lesion 3–6 slices (6–12 mm) high. Normalised radius
+    midline lesion has a half-height of 3–6 slices (6–12 mm). Normalised radius
     ``r = √(r_xy² + (Δz / r_z)²)``, blended to intensity 0.85–1.0 with the same soft rim,
     kept inside the brain. The mask is its whole support (every changed voxel is inside).
 
-    (Thinner lesions, 1.5–3.5 slices high, were tried first: a lesion on so few of the
-    volume's slices left training at chance, loss ln 4, with every architecture tried.)"""
+    (Thinner lesions, 1.5–3.5 slices half-height, were tried first, before
+    :class:`MRIDemo3DNet`'s bright-spot init: training stayed at chance, loss ln 4.)"""
     if label == 0:
         return volume.copy(), np.zeros(volume.shape, bool)
     t_brain = brain[centre]

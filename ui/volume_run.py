@@ -53,10 +53,11 @@ class SliceRun:
         return not self.todo
 
 
-def batch_size(model: nn.Module) -> int:
-    """Slices per engine pass: 32 on a GPU, 16 on a CPU (batching beyond that buys little
-    on two cores and holds more memory)."""
-    return 32 if resources.device().type == "cuda" else 16
+def batch_size(x: np.ndarray) -> int:
+    """Slices per engine pass for inputs like ``x`` [1, C, H, W]: 32 for small slices (the
+    demo's 96 × 96: 2.8× faster per slice than one at a time, benchmarks/bench_volume.py),
+    8 for ImageNet-sized inputs, whose activations for a backward pass take ~0.1 GB each."""
+    return 32 if x[0].size <= 3 * 128 * 128 else 8
 
 
 def _jump(axis: int, k: int) -> None:
@@ -113,7 +114,7 @@ def slice_runs(model: nn.Module, model_key: str, n: int, make_input: Callable[[i
                             disabled=n == 1, help="A range of slices of the plane on screen.")
     first, last = min(first, n) - 1, min(last, n) - 1
     x0 = make_input(first)
-    bs = batch_size(model)
+    bs = batch_size(x0)
     tm = report.explain_timing(model, model_key, tuple(x0.shape))
     count = last - first + 1
     st.caption(f"Estimated time for {count} slices: "

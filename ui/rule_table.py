@@ -24,7 +24,8 @@ from lrp_engine.rule_spec import RULE_LABELS
 _RULE_BY_LABEL = {label: name for name, (label, _) in RULE_LABELS.items()}
 #: the ε values offered by the global slider (log-spaced; the preset's own value is added)
 EPSILONS = (0.0, 1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-MAXPOOL_LABELS = {"avg": "as average pooling (seeds)", "winner": "winner takes all"}
+MAXPOOL_LABELS: dict[le.MaxPoolMode, str] = {"avg": "as average pooling (seeds)",
+                                             "winner": "winner takes all"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class RuleChoice:
 
     preset: str
     rows: tuple[le.LayerRule, ...]
-    maxpool: str
+    maxpool: le.MaxPoolMode
 
     def composite(self, low: float | Tensor | None = None,
                   high: float | Tensor | None = None) -> le.Composite:
@@ -125,7 +126,8 @@ def rule_controls(model: nn.Module, x: Tensor, model_key: str, ns: str = "rules"
 
 
 def choice_from_table(edited: pd.DataFrame, rows: Sequence[le.LayerRule], preset: str,
-                      maxpool: str, gamma: float, epsilon: float) -> RuleChoice | None:
+                      maxpool: le.MaxPoolMode, gamma: float, epsilon: float
+                      ) -> RuleChoice | None:
     """The edited table (same row order as ``rows``) → a validated choice (or None with an
     ``st.error``)."""
     new_rows = []

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import lrp_engine as le
+from lrp_engine.rule_spec import INPUT_RULES
 from tests import reference_lrp as ref
 
 RTOL = 1e-5
@@ -157,7 +158,11 @@ EVERYWHERE: dict[str, ref.RefRule] = {
     "zplus": ref.zplus(),
 }
 #: input-layer rules: on layer 0 only, ε = 0.01 elsewhere
-FIRST_ONLY = ("zbox", "flat", "w2")
+FIRST_ONLY = ref.INPUT_LAYER_RULES
+
+
+def test_the_engine_and_the_reference_have_the_same_input_layer_rules() -> None:
+    assert set(INPUT_RULES) == set(FIRST_ONLY)
 
 
 def _first_rule(kind: str, x: torch.Tensor) -> ref.RefRule:

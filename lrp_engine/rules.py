@@ -401,7 +401,10 @@ class AlphaBeta(Rule):
 
     @classmethod
     def from_param(cls, value: float | None = None) -> Rule:
-        """αβ with α = ``value`` and β = α − 1 (α − β = 1 keeps the total)."""
+        """αβ with α = ``value`` and β = α − 1 (α − β = 1 keeps the total); a subclass
+        with no parameter (z⁺) is its own fixed α and β."""
+        if cls.param is None:
+            return cls()
         alpha = cls.default_param if value is None else float(value)
         return cls(alpha, alpha - 1.0)
 
@@ -427,7 +430,7 @@ class ZPlus(AlphaBeta):
 
     name = "zplus"
     label = "z⁺"
-    param = None
+    param = param_label = default_param = None
     loss_reason = ("the rule ignores the bias, so the bias's share of the output is "
                    "redistributed or lost")
 

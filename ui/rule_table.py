@@ -18,10 +18,13 @@ import torch
 from torch import Tensor, nn
 
 import lrp_engine as le
-from lrp_engine.rule_spec import RULE_LABELS
+from lrp_engine.rule_spec import DEFAULT_PARAMS, RULE_LABELS
+
 
 #: label shown in the table → rule short name
-_RULE_BY_LABEL = {label: name for name, (label, _) in RULE_LABELS.items()}
+def _rule_by_label(label: str) -> str | None:
+    """The rule name behind a label of the table's rule column (the live registry)."""
+    return next((name for name, (lab, _) in RULE_LABELS.items() if lab == label), None)
 #: the ε values offered by the global slider (log-spaced; the preset's own value is added)
 EPSILONS = (0.0, 1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 MAXPOOL_LABELS: dict[le.MaxPoolMode, str] = {"avg": "as average pooling (seeds)",
@@ -114,7 +117,7 @@ def rule_controls(model: nn.Module, x: Tensor, model_key: str, ns: str = "rules"
         disabled=["#", "layer", "type", "output shape"],
         column_config={
             "rule": st.column_config.SelectboxColumn(
-                "rule", options=list(_RULE_BY_LABEL), required=True,
+                "rule", options=[label for label, _ in RULE_LABELS.values()], required=True,
                 help="zB, flat and w² are input-layer rules (first row only)."),
             "parameter": st.column_config.NumberColumn(
                 "parameter", min_value=0.0, format="%.4g",
@@ -132,10 +135,10 @@ def choice_from_table(edited: pd.DataFrame, rows: Sequence[le.LayerRule], preset
     ``st.error``)."""
     new_rows = []
     for r, (_, e) in zip(rows, edited.iterrows(), strict=True):
-        rule = _RULE_BY_LABEL.get(str(e["rule"]), r.rule)
+        rule = _rule_by_label(str(e["rule"])) or r.rule
         p = e["parameter"]
         param = None if p is None or pd.isna(p) else float(p)
-        if rule != r.rule and rule not in ("epsilon", "epsilon-std", "gamma", "alpha-beta"):
+        if rule != r.rule and rule not in DEFAULT_PARAMS:  # a rule without a parameter
             param = None
         new_rows.append(le.LayerRule(r.index, r.name, r.kind, r.out_shape, rule, param))
     follow = [bool(f) for f in edited["follow global"]]

@@ -11,9 +11,9 @@ uploader. Then:
   neurological switch puts L on the left;
 - "Explain these slices" explains all 12: the success message, a strip of 12 bars, and the
   button to the most relevant slice moves the view there;
-- "Stop", clicked once the first batch of a new "Explain" is done (the coronal plane: 64
-  slices, 16 a batch on a CPU), stops between batches with the slices done so far kept,
-  or the run was over first (the test prints which); "Explain" then carries on and
+- "Stop", clicked once the first batch of a new "Explain" is done (the sagittal plane: 224
+  slices, 32 a batch for these small slices), stops between batches with the slices done
+  so far kept, or the run was over first (the test prints which); "Explain" then carries on and
   completes the strip;
 - "Report (PDF)" downloads; ``pdftotext`` finds "De-identified" and "T1 AXIAL" in it and
   none of the patient's identifiers.
@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.scan_series import PATIENT, STUDY_DATE, axial_series, study_zip
+from tests.scan_series import PATIENT, STUDY_DATE, axial_series, head, study_zip
 
 from .harness import (
     PLOTLY_CHART,
@@ -56,6 +56,8 @@ pytestmark = pytest.mark.skipif(not page_exists("mri_inspector.py"),
 SCAN_LABEL = "Scans: DICOM files or a study's .zip (a series), NIfTI (.nii, .nii.gz), PNG/JPEG"
 NEURO_LABEL = "Neurological convention (the patient's left on the image's left)"
 SUCCESS = '[data-testid="stAlertContentSuccess"]'
+#: columns of the generated slices: the sagittal plane's slice count (several batches)
+SAGITTAL = 224
 INFO = '[data-testid="stAlertContentInfo"]'
 #: what must never reach the screen or the report (the study date: only when asked)
 IDENTIFIERS = [*PATIENT.values(), "DOE", "JANE", "Doe", "Jane", "778899", "ACC-4455",
@@ -172,7 +174,7 @@ def test_dicom_series_scroll_explain_stop_report(page: Any, base_url: str,
     arm_rerun(page)
     choose_radio(page, "Scan", "Upload")
     wait_rerun(page)
-    files = axial_series()
+    files = axial_series(head(12, 64, SAGITTAL))  # 12 axial slices of 64 × 224 pixels
     random.Random(7).shuffle(files)
     assert [n for n, _ in files] != sorted(n for n, _ in files), "not shuffled"
     upload_file(page, SCAN_LABEL, "study.zip", study_zip(files), "application/zip")
@@ -234,43 +236,46 @@ def test_dicom_series_scroll_explain_stop_report(page: Any, base_url: str,
     wait_title(page, f"axial slice {best} of 12")
     assert_no_exception(page)
 
-    # Stop: the coronal plane has 64 slices (several batches)
+    # Stop: the sagittal plane has 224 slices (7 batches of 32)
     arm_rerun(page)
-    choose_select(page, "Plane", "coronal")
+    choose_select(page, "Plane", "sagittal")
     wait_rerun(page)
-    page.wait_for_function(f"() => ({TITLE_JS})().startsWith('coronal slice ')",
+    page.wait_for_function(f"() => ({TITLE_JS})().startsWith('sagittal slice ')",
                            timeout=60_000)
     wait_idle(page)
-    assert scan_title(page).endswith(" of 64"), scan_title(page)
+    assert scan_title(page).endswith(f" of {SAGITTAL}"), scan_title(page)
     assert page.locator(SUCCESS).count() == 0
     click_button(page, "Explain these slices", wait=False)
     # as soon as the first batch is done (the progress bar counts it), so that some slices
     # are explained when the stop lands; the run may be over before the click arrives
-    page.locator('[data-testid="stProgress"]').filter(
-        has_text="of 64 slices explained").first.wait_for(state="attached", timeout=120_000)
+    # (or the end of the run, should it come first)
+    progress = page.locator('[data-testid="stProgress"]').filter(
+        has_text=f"of {SAGITTAL} slices explained")
+    finished = page.locator(SUCCESS).filter(has_text=f"{SAGITTAL} slices explained in")
+    progress.or_(finished).first.wait_for(state="attached", timeout=120_000)
     main_button(page, "Stop").click()
     page.wait_for_timeout(300)
     wait_idle(page, 120_000)
     assert_no_exception(page)
     stopped = page.locator(INFO).filter(has_text="Stopped after")
     s = strip(page)
-    assert len(s["x"]) == 64, len(s["x"])
+    assert len(s["x"]) == SAGITTAL, len(s["x"])
     done = sum(c != NOT_EXPLAINED for c in s["colours"])
     if stopped.count():  # stopped between batches: the slices done so far stay
         msg = stopped.first.inner_text().strip()
-        m = re.match(r"Stopped after (\d+) of 64 slices", msg)
+        m = re.match(rf"Stopped after (\d+) of {SAGITTAL} slices", msg)
         assert m, msg
-        assert 16 <= int(m.group(1)) == done < 64, (msg, done)
-        print(f"\nStop: {msg!r}; {done} of 64 bars explained")
+        assert 16 <= int(m.group(1)) == done < SAGITTAL, (msg, done)
+        print(f"\nStop: {msg!r}; {done} of {SAGITTAL} bars explained")
         shot(page, tmp_path, "series-stopped")
         click_button(page, "Explain these slices")  # carries on with the rest
-        ok = page.locator(SUCCESS).filter(has_text="64 slices explained in").first
+        ok = page.locator(SUCCESS).filter(has_text=f"{SAGITTAL} slices explained in").first
         ok.wait_for(state="visible", timeout=120_000)
         print(f"carried on: {ok.inner_text().strip()!r}")
         s = strip(page)
         assert NOT_EXPLAINED not in s["colours"], s["colours"]
     else:  # the run was over before "Stop" reached the server: nothing to stop
-        assert done == 64, f"no 'Stopped after' message, yet {done} of 64 slices explained"
+        assert done == SAGITTAL, f"no 'Stopped after' message, yet {done} slices explained"
         print("\nStop: the run had finished before the click (no 'Stopped after' message)")
     assert_no_exception(page)
 

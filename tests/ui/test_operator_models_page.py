@@ -46,9 +46,20 @@ def test_operator_model_on_the_mri_inspector(tmp_path: Path,
     net.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
     from lrp_engine.mri_demo import held_out_set
 
-    sl = held_out_set(40).images[0, 0].numpy()
-    with torch.no_grad():
-        probs = torch.softmax(net(spec.preprocessing.to_tensor(sl)), 1)[0].numpy()
+    sl = held_out_set(40).images[0, 0].numpy()  # stored neurologically (as trained)
+
+    def probs_of(a: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = spec.preprocessing.to_tensor(np.ascontiguousarray(a))
+            return torch.softmax(net(x), 1)[0].numpy()
+
+    # the sidebar's default: the model was trained on radiological slices (as DICOM stores
+    # axial ones), so the demo's neurological slice reaches it mirrored left-right
+    np.testing.assert_allclose(at.dataframe[0].value["probability"].to_numpy(),
+                               probs_of(sl[:, ::-1]), rtol=1e-4, atol=1e-6)
+    at.sidebar.radio(key="mri_model_convention").set_value("neurological").run()
+    _ok(at)
+    probs = probs_of(sl)
     np.testing.assert_allclose(at.dataframe[0].value["probability"].to_numpy(), probs,
                                rtol=1e-4, atol=1e-6)
     pred = next(str(m.value) for m in at.metric if m.label == "Prediction")
@@ -71,10 +82,10 @@ def test_broken_configuration_and_none(tmp_path: Path,
     at.run()
     _ok(at)
     assert any("unknown key" in e.value for e in at.sidebar.error)
-    assert len(at.radio(key="mri_model").options) == 2  # nothing from the broken list
+    assert len(at.radio(key="mri_model").options) == 3  # nothing from the broken list
 
     monkeypatch.delenv(ENV)
     at = AppTest.from_file(MRI_PAGE, default_timeout=120)
     at.run()
     _ok(at)
-    assert len(at.radio(key="mri_model").options) == 2 and not at.sidebar.error
+    assert len(at.radio(key="mri_model").options) == 3 and not at.sidebar.error

@@ -38,15 +38,17 @@ def home() -> None:
 
     st.title("LRP Explorer")
     st.markdown(
-        "**Layer-wise Relevance Propagation (LRP)** explains one decision of a neural network: "
-        "it takes the score of a class and passes it back through the network, layer by "
-        "layer, to the input pixels. Each layer shares out what it received in proportion to "
-        "how much each input contributed, following a *rule* (LRP-0, ε, γ, αβ, zB, …). The "
-        "result is a heatmap: **red** pixels spoke for the class, **blue** ones against it.\n\n"
-        "**Bayesian LRP (B-LRP)** asks how certain that picture is. A network trained with "
-        "dropout is a sample from a posterior; B-LRP explains many sampled networks and shows, "
-        "per pixel, percentiles of the relevance: the **5th percentile** keeps the relevance "
-        "nearly every network agrees on, the **95th** shows what at least some network uses.")
+        "**Layer-wise Relevance Propagation (LRP**, Bach et al. 2015) explains one decision "
+        "of a neural network: it takes the score of a class and passes it back through the "
+        "network, layer by layer, to the input pixels. Each layer shares out what it received "
+        "in proportion to how much each input contributed, following a *rule* (LRP-0, ε, γ, "
+        "αβ, zB, …). The result is a heatmap: **red** pixels spoke for the class, **blue** ones "
+        "against it.\n\n"
+        "**Bayesian LRP (B-LRP**, Bykov et al. 2022) asks how certain that picture is. A "
+        "network trained with dropout is a sample from a posterior; B-LRP explains many "
+        "sampled networks and shows, per pixel, percentiles of the relevance: the **5th "
+        "percentile** keeps the relevance nearly every network agrees on, the **95th** shows "
+        "what at least some network uses.")
     teaser()
     st.subheader("Pages")
     for file, title, icon, what in PAGES:

@@ -1,4 +1,4 @@
-"""Filters: what the first layer looks for, and how the current digit lights it up (seed 004).
+"""Filters: what the first layer looks for, and how the current digit lights it up.
 
 LeNet: the first convolution's 5×5 filters as a grid (red positive, blue negative weights),
 and the activation maps (after ReLU) of the first or second convolution for a digit. The

@@ -21,7 +21,7 @@ st.markdown(
     "Each method ranks the pixels of a held-out digit by relevance. The most relevant are "
     "replaced first, a few per step, and the model's score of the true class is recorded. "
     "**The faster the curve falls, the more faithful the explanation**; a random order is the "
-    "baseline.")
+    "baseline (pixel flipping and region perturbation, Samek et al. 2017).")
 
 st.session_state["pf_model"] = state.model_id()
 st.selectbox("Model", list(MODEL_NAMES), format_func=MODEL_NAMES.get, key="pf_model",

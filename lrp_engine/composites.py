@@ -3,7 +3,7 @@
 A :class:`Composite` is an ordered list of (selector, rule) pairs and a default rule; the first
 selector that matches a layer decides. Selectors see a :class:`~lrp_engine.layers.LayerInfo`
 and the whole :class:`~lrp_engine.layers.LayerTable`, so they can select by type, by module
-name, by execution position (``ByIndex(0, 17)`` is the seeds' ``l <= 16``), first/last of a
+name, by execution position (``ByIndex(0, 17)``: layers 0…16), first/last of a
 type, VGG-style blocks, or a depth fraction. Presets are builders in :data:`PRESETS`.
 
 Type selectors match classes by ``issubclass`` of the layer's module class
@@ -35,7 +35,7 @@ from .rules import (
     ZPlus,
 )
 
-#: MaxPool treatment: ``"avg"`` (as average pooling under the layer's rule, the seeds) or
+#: MaxPool treatment: ``"avg"`` (as average pooling under the layer's rule) or
 #: ``"winner"`` (winner takes all, the plain gradient)
 MaxPoolMode = Literal["avg", "winner"]
 MAXPOOL_MODES: tuple[MaxPoolMode, ...] = get_args(MaxPoolMode)
@@ -178,7 +178,7 @@ class Composite:
     other layers, except residual sums, which no selector picked: they get ``sums`` (a
     stabilised proportional split between the summands; select them with ``ByType(Sum)``
     to give them another rule); ``maxpool``: ``"avg"`` (MaxPool treated as average pooling
-    under the layer's rule, as in the seeds) or ``"winner"`` (winner takes all, the plain
+    under the layer's rule) or ``"winner"`` (winner takes all, the plain
     gradient).
     """
 
@@ -242,7 +242,8 @@ def get_composite(spec: str | Composite, **params: object) -> Composite:
     return builder(**params)
 
 
-@preset("epsilon", "LRP-ε everywhere (seed 000: ε = 1e-9, max pooling as average pooling)")
+@preset("epsilon", "LRP-ε everywhere (Bach et al. 2015; ε = 1e-9, max pooling as average "
+        "pooling)")
 def _epsilon(epsilon: float = 1e-9, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite(default=Epsilon(epsilon), maxpool=maxpool, name="epsilon")
 
@@ -266,14 +267,15 @@ def _epsilon_gamma_box(low: Bound = None, high: Bound = None, gamma: float = 0.2
                      default=Epsilon(epsilon), maxpool=maxpool, name="epsilon-gamma-box")
 
 
-@preset("deep-taylor", "Deep Taylor (seed 004): zB on the first layer, then αβ with α=1, β=0")
+@preset("deep-taylor", "Deep Taylor decomposition (Montavon et al. 2017): zB on the first "
+        "layer, then αβ with α=1, β=0")
 def _deep_taylor(low: Bound = None, high: Bound = None, maxpool: MaxPoolMode = "avg") -> Composite:
     return Composite([(First(), ZBox(low, high))], default=AlphaBeta(1.0, 0.0),
                      maxpool=maxpool, name="deep-taylor")
 
 
-@preset("w2-alpha-beta", "w² on the first layer, LRP-0 on pooling layers, then αβ (seed 004's "
-        "'wwab')")
+@preset("w2-alpha-beta", "w² on the first layer (Montavon et al. 2017), LRP-0 on pooling "
+        "layers, then αβ (Bach et al. 2015)")
 def _w2_alpha_beta(alpha: float = 2.0, beta: float = 1.0,
                    maxpool: MaxPoolMode = "avg") -> Composite:
     # a pool's weights are all positive and its inputs (after a ReLU) too: αβ would find no
@@ -287,8 +289,8 @@ VGG_BLOCK_GAMMAS = (1.0, 10 ** -0.5, 10 ** -1.0, 10 ** -1.5, 10 ** -2.0)
 
 
 @preset("vgg-gamma-blocks",
-        "seed 002: zB on the first conv, γ = 1, 10^-0.5, 10^-1, 10^-1.5, 10^-2 per block, "
-        "dense layers LRP-0")
+        "γ falling by block, a composite after Montavon et al. 2019: zB on the first conv, "
+        "γ = 1, 10^-0.5, 10^-1, 10^-1.5, 10^-2 per block, dense layers LRP-0")
 def _vgg_gamma_blocks(low: Bound = None, high: Bound = None,
                       gammas: Sequence[float] = VGG_BLOCK_GAMMAS,
                       maxpool: MaxPoolMode = "avg") -> Composite:
@@ -299,10 +301,10 @@ def _vgg_gamma_blocks(low: Bound = None, high: Bound = None,
 
 
 @preset("depth-gamma-epsilon-zero",
-        "seed 003: γ on the lower half of the convolutions, ε = factor·rms(z) on the upper "
-        "half, LRP-0 on dense layers")
+        "the composite of Montavon et al. 2019 by depth: γ on the lower half of the "
+        "convolutions, ε = factor·rms(z) on the upper half, LRP-0 on dense layers")
 def _depth_gamma_epsilon_zero(gamma: float = 0.25, factor: float = 0.25,
                               maxpool: MaxPoolMode = "avg") -> Composite:
-    # rank/count < 0.5: 7 of VGG-16's 13 convolutions, like the seed's l <= 16
+    # rank/count < 0.5: 7 of VGG-16's 13 convolutions (layers 0…16 of its features)
     return Composite([(ByDepth(0.0, 0.5), Gamma(gamma)), (ByDepth(0.5, 1.0), EpsilonStd(factor))],
                      default=Zero(), maxpool=maxpool, name="depth-gamma-epsilon-zero")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lrp_engine.mri_demo import LesionBatch
 
 #: display names of the bundled models, in the order offered
-MODEL_NAMES = {"lenet": "LeNet (seed 000, 32×32 input)", "mlp": "MLP 784-300-100-10"}
+MODEL_NAMES = {"lenet": "LeNet-5 (LeCun et al. 1998), 32×32 input", "mlp": "MLP 784-300-100-10"}
 
 
 def device() -> torch.device:

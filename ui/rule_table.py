@@ -27,7 +27,7 @@ def _rule_by_label(label: str) -> str | None:
     return next((name for name, (lab, _) in RULE_LABELS.items() if lab == label), None)
 #: the ε values offered by the global slider (log-spaced; the preset's own value is added)
 EPSILONS = (0.0, 1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-MAXPOOL_LABELS: dict[le.MaxPoolMode, str] = {"avg": "as average pooling (seeds)",
+MAXPOOL_LABELS: dict[le.MaxPoolMode, str] = {"avg": "as average pooling",
                                              "winner": "winner takes all"}
 
 
@@ -108,8 +108,9 @@ def rule_controls(model: nn.Module, x: Tensor, model_key: str, ns: str = "rules"
                                     "absorbs weak, contradictory relevance).")
     maxpool = c3.radio("MaxPool treatment", list(MAXPOOL_LABELS), key=f"{ns}_maxpool",
                        format_func=MAXPOOL_LABELS.__getitem__,
-                       help="The seeds treat max pooling as average pooling under the layer's "
-                            "rule; 'winner takes all' passes relevance to the maximum.")
+                       help="'As average pooling': the pool is explained as the average pool "
+                            "over the same windows, under the layer's rule; 'winner takes all' "
+                            "passes relevance to the maximum.")
 
     edited = st.data_editor(
         _table(rows, gamma0, eps0), key=f"{ns}_table_{model_key}_{preset}", hide_index=True,

@@ -195,8 +195,15 @@ def slice_controls(scan: ScanChoice) -> SliceSettings:
         axis = vol.default_axis
         c1.caption(f"{AXIS_NAMES[axis].capitalize()} plane (a single slice).")
     n = vol.n_slices(axis)
-    index = c2.slider("Slice", 0, max(n - 1, 1), n // 2, key=f"mri_slice_{axis}",
-                      disabled=n == 1, help="Scroll through the volume.")
+    if st.session_state.get("_mri_slice_scan") != scan.digest:  # a new scan: the middle
+        st.session_state["_mri_slice_scan"] = scan.digest
+        for a in range(3):
+            st.session_state.pop(f"mri_slice_{a}", None)
+    key = f"mri_slice_{axis}"  # its value lives in session state (the strip plot jumps)
+    if not 0 <= int(st.session_state.get(key, -1)) < n:
+        st.session_state[key] = n // 2
+    index = c2.slider("Slice", 0, max(n - 1, 1), key=key, disabled=n == 1,
+                      help="Scroll through the volume.")
     neuro = st.toggle("Neurological convention (the patient's left on the image's left)",
                       value=False, key="mri_neurological", disabled=not vol.oriented,
                       help="Off: the radiological convention clinicians read with (the "
@@ -251,12 +258,14 @@ def window_controls(scan: ScanChoice) -> tuple[float, float]:
         st.selectbox("Window preset", names, key=f"mri_wpreset_{tag}", on_change=apply,
                      help="The file's own windows first, then named presets for the "
                           "modality; the sliders fine-tune it.")
-    c0, w0 = clipped(*(presets[names[0]] if names else ((lo + hi) / 2, span)))
+    if kc not in st.session_state or kw not in st.session_state:  # the first preset
+        st.session_state[kc], st.session_state[kw] = clipped(
+            *(presets[names[0]] if names else ((lo + hi) / 2, span)))
     fmt = "%.3f" if span < 10 else "%.1f"
     c1, c2 = st.columns(2)
-    centre = c1.slider("Window centre (level)", lo, hi, c0, step=span / 1000, format=fmt,
+    centre = c1.slider("Window centre (level)", lo, hi, step=span / 1000, format=fmt,
                        key=kc, help="Display only: the model's input is not windowed.")
-    width = c2.slider("Window width", span / 1000, 2 * span, w0, step=span / 1000,
+    width = c2.slider("Window width", span / 1000, 2 * span, step=span / 1000,
                       format=fmt, key=kw, help="Values centre ± width/2 span black…white.")
     return float(centre), float(width)
 

@@ -49,9 +49,9 @@ HEATMAP = {"image_explorer": "img_lrp", "mri_inspector": "mri_overlay"}
 #: the widget-key prefix of each page
 NS = {"image_explorer": "img", "mri_inspector": "mri"}
 #: a valid photo (the bundled coffee)
-COFFEE = (ROOT / "assets" / "images" / "coffee.jpg").read_bytes()
+COFFEE = (ROOT / "lrp_engine" / "assets" / "images" / "coffee.jpg").read_bytes()
 #: the trained LeNet: a digit model reads the corpus' digit bars quickly
-LENET = (ROOT / "assets" / "models" / "lenet_mnist.pt").read_bytes()
+LENET = (ROOT / "lrp_engine" / "assets" / "models" / "lenet_mnist.pt").read_bytes()
 
 #: the words each bad picture's message must contain (photo and scan uploader alike)
 PICTURE_WORDS = {"empty.png": "empty (0 bytes)", "truncated.png": "truncated",

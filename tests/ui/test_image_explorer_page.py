@@ -89,7 +89,7 @@ def test_cat_sample_top5_heatmap_and_preset_change(at: AppTest) -> None:
 
 def test_uploaded_photo_then_corrupt_then_good_again(at: AppTest) -> None:
     buf = io.BytesIO()
-    Image.open(ROOT / "assets" / "images" / "coffee.jpg").save(buf, format="WEBP")
+    Image.open(ROOT / "lrp_engine" / "assets" / "images" / "coffee.jpg").save(buf, format="WEBP")
     at.session_state[IMAGE_UPLOAD] = buf.getvalue()
     at.session_state[f"{IMAGE_UPLOAD}_name"] = "coffee.webp"
     at.radio(key="img_source").set_value("Upload").run()

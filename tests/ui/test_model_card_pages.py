@@ -34,7 +34,7 @@ from ui.scan_input import CHECKPOINT_UPLOAD, SCAN_UPLOAD
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_PAGE = str(ROOT / "app_pages" / "image_explorer.py")
 MRI_PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
-CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT = ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 NAMES = ("cat", "dog", "<b>bird</b>")
 
 

@@ -36,7 +36,8 @@ def _bundled_arrays() -> dict[str, np.ndarray]:
     """All four arrays of the bundled ``.npz``, read once, made read-only."""
     if not BUNDLED_NPZ.is_file():
         raise FileNotFoundError(f"bundled MNIST split not found at {BUNDLED_NPZ}; rebuild it "
-                                "with scripts/build_mnist_assets.py (see lrp_engine/assets/README.md)")
+                                "with scripts/build_mnist_assets.py "
+                                "(see lrp_engine/assets/README.md)")
     with np.load(BUNDLED_NPZ) as npz:
         arrays = {k: npz[k] for k in npz.files}
     for a in arrays.values():

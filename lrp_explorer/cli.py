@@ -13,10 +13,10 @@ the app's safe defaults (:data:`STREAMLIT_SETTINGS`, the same as the repository'
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 #: the repository's .streamlit/config.toml as flags (tests/test_packaging.py keeps them equal)
 STREAMLIT_SETTINGS: dict[str, str] = {
@@ -73,9 +73,13 @@ def run_app(args: Sequence[str] = ()) -> int:
         print("lrp-explorer: the app needs Streamlit: pip install \"lrp-explorer[app]\"",
               file=sys.stderr)
         return 1
-    # the app's folder's parent on PYTHONPATH is not needed: app.py puts it on sys.path
+    cmd = streamlit_command(args)
+    if os.name == "posix":  # become Streamlit: signals (Ctrl+C, SIGTERM) reach the server
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(cmd[0], cmd)
     try:
-        return subprocess.call(streamlit_command(args), cwd=Path.cwd())
+        return subprocess.call(cmd)
     except KeyboardInterrupt:
         return 130
 

@@ -227,3 +227,88 @@ def test_python_m_lrp_explorer_help(tmp_path: Path) -> None:
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "python -m lrp_engine" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def app_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the wheel (no dependencies) that borrows every package of this
+    interpreter (the ``app`` and ``medical`` extras installed) through a .pth; the wheel's
+    own packages come first. Returns its python."""
+    venv = tmp_path_factory.mktemp("appvenv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                        "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def test_installed_app_renders(app_venv: Path, tmp_path: Path) -> None:
+    """The installed app (not the checkout) renders its home page and a page, run from a
+    directory outside the repository."""
+    code = """
+import sys
+import lrp_engine, lrp_explorer
+from streamlit.testing.v1 import AppTest
+assert lrp_explorer.__file__.startswith(sys.prefix), lrp_explorer.__file__
+assert lrp_engine.__file__.startswith(sys.prefix), lrp_engine.__file__
+at = AppTest.from_file(str(lrp_explorer.APP), default_timeout=120)
+at.run()
+assert not at.exception, at.exception
+assert at.title[0].value == "LRP Explorer"
+assert any("Digits" in e.proto.label for e in at.get("page_link"))
+page = AppTest.from_file(str(lrp_explorer.APP.parent / "app_pages" / "filters.py"),
+                         default_timeout=120)
+page.run()
+assert not page.exception, page.exception
+print("ok")
+"""
+    r = _run(app_venv, code, tmp_path)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+def test_lrp_explorer_run_serves(app_venv: Path, tmp_path: Path) -> None:
+    """``lrp-explorer run`` from a directory without .streamlit/ starts a server on
+    127.0.0.1 (the safe defaults travel as flags)."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(app_venv.parent / "lrp-explorer"), "run",
+                                 "--server.port", str(port)], cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                                timeout=2) as r:
+                        if r.read().decode().strip() == "ok":
+                            break
+                except (urllib.error.URLError, OSError):
+                    pass
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert f"127.0.0.1:{port}" in text, text
+    assert "0.0.0.0" not in text, text

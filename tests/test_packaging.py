@@ -188,6 +188,14 @@ def test_lrp_explorer_command(engine_venv: Path, tmp_path: Path) -> None:
                        cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "lrp-explorer explain" in r.stdout
+    # and it explains, with torch, numpy and pillow only (the bundled photo, EfficientNet)
+    assets = ROOT / "lrp_engine" / "assets"
+    r = subprocess.run([str(command), "explain", "--model", "efficientnet_lite0", "--weights",
+                        str(assets / "models" / "efficientnet_lite0_imagenet.pth"),
+                        str(assets / "images" / "cat_chelsea.jpg"), "-o", "cat.png"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "cat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # without the app extra, `run` says what to install instead of a traceback
     r = subprocess.run([str(command), "run"], capture_output=True, text=True, cwd=tmp_path,
                        timeout=120)

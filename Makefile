@@ -17,7 +17,7 @@ setup: $(STAMP)
 # extra Streamlit flags: make run ARGS="--server.address 0.0.0.0" (see README)
 # models of your own (see README): make run MODELS=models.toml (sets LRP_MODELS)
 run: $(STAMP)
-	$(if $(MODELS),LRP_MODELS=$(MODELS) ,)$(PY) -m streamlit run app.py $(ARGS)
+	$(if $(MODELS),LRP_MODELS=$(MODELS) ,)$(PY) -m streamlit run lrp_explorer/app.py $(ARGS)
 
 # pytest exits 5 when it collects no test: that is reported, not treated as a failure
 test: $(STAMP)

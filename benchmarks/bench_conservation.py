@@ -8,7 +8,7 @@ For every preset in ``le.PRESETS`` (and Gradient×Input, for reference) on
   pixels in ImageNet units, the predicted class: resnet18, resnet50, densenet121,
   vgg16_bn, mobilenet_v2, efficientnet_b0, convnext_tiny, vit_b_16, swin_t,
   regnet_y_400mf, googlenet, shufflenet_v2_x1_0, squeezenet1_1, alexnet;
-* the bundled trained models: EfficientNet-Lite0 on the four photos in ``assets/images``,
+* the bundled trained models: EfficientNet-Lite0 on the four photos in ``lrp_engine/assets/images``,
   LeNet on 12 held-out digits, the MRI demo on 8 held-out slices (two per class).
 
 BatchNorm statistics: by default each BatchNorm's running mean and variance are first
@@ -150,7 +150,7 @@ def bundled_case(name: str) -> tuple[nn.Module, Tensor, Bounds]:
     pre = zoo.preprocessing(name)
     bounds = (tuple(pre.low), tuple(pre.high))
     if name == "efficientnet_lite0":
-        photos = sorted((ROOT / "assets" / "images").glob("*.jpg"))
+        photos = sorted((ROOT / "lrp_engine" / "assets" / "images").glob("*.jpg"))
         x = torch.cat([zoo.prepare_image(Image.open(p), name) for p in photos])
         return zoo.load_efficientnet_lite0(), x, bounds
     if name == "mri_demo":

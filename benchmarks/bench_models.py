@@ -56,7 +56,7 @@ from benchmarks.timing import interleaved  # noqa: E402
 from lrp_engine.models.vgg import VGG16  # noqa: E402
 from lrp_engine.models.zoo import load_efficientnet_lite0, prepare_image  # noqa: E402
 
-CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT = ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 TORCHVISION = ("resnet50", "densenet121", "efficientnet_b0", "convnext_tiny", "vit_b_16")
 FAMILIES = ("lite0", "vgg-blrp", *TORCHVISION)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

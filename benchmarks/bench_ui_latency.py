@@ -1,7 +1,7 @@
 """Latency of the Digits page in a real browser (Debian's Chromium through Playwright).
 
-Starts ``streamlit run app.py`` on a free port (like the browser tests), opens the Digits
-page, draws a "7" (or picks a held-out digit) and times, N times each:
+Starts ``streamlit run lrp_explorer/app.py`` on a free port (like the browser tests), opens
+the Digits page, draws a "7" (or picks a held-out digit) and times, N times each:
 
 - **preset switch**: the Preset selectbox alternates epsilon ↔ epsilon-gamma-box (after the
   first round both results come from ``st.cache_data``: this is rerun + render time);

@@ -1,6 +1,6 @@
 """Concurrent-load test of the Digits page (issue 6): N browser sessions at once.
 
-Starts ``streamlit run app.py`` on loopback (a free port), opens N sessions (Playwright
+Starts ``streamlit run lrp_explorer/app.py`` on loopback (a free port), opens N sessions (Playwright
 browser contexts in one headless Debian Chromium) on the Digits page and lets each of them,
 for the given duration, repeat: type its own held-out digit index, change a rule (a step
 of the "Global γ" slider under epsilon-gamma-box, or another Preset) and click "Run B-LRP".

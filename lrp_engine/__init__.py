@@ -8,10 +8,10 @@ Also from the top level: faithfulness curves and their summaries (``pixel_flippi
 (``relevance_mass_accuracy``, ``pointing_game``, ``localisation_table``) and volume
 explanations (``explain_slices``, ``explain_volume``).
 
-No Streamlit here: the dashboard in ``app_pages/`` only calls into this package. The import
-stays light (torch and numpy): plotting (:mod:`lrp_engine.viz`, plotly), scan readers
-(:mod:`lrp_engine.scans`) and model zoos (:mod:`lrp_engine.models`, torchvision) are
-imported only when their modules are.
+No Streamlit here: the dashboard in ``lrp_explorer/app_pages/`` only calls into this
+package. The import stays light (torch and numpy): plotting (:mod:`lrp_engine.viz`,
+plotly), scan readers (:mod:`lrp_engine.scans`) and model zoos (:mod:`lrp_engine.models`,
+torchvision) are imported only when their modules are.
 """
 
 from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, percentiles

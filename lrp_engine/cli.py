@@ -65,9 +65,9 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m lrp_engine") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lrp_engine",
+        prog=prog,
         description="LRP Explorer engine: reproducible experiments from the command line.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     experiment = commands.add_parser("experiment", help="run a reproducible experiment",
@@ -157,12 +157,13 @@ def _run_pixel_flipping(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status. No command: print help."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m lrp_engine") -> int:
+    """Entry point; returns the exit status. No command: print help. ``prog``: the name
+    the help shows (``lrp-explorer`` reaches these commands too)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["localisation"]:  # its own parser, options and --help included
         return _localisation_main(argv[1:])
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -1,6 +1,6 @@
 """MNIST data: the bundled 5 000-digit split, tensor conversion and IDX-file reading.
 
-The bundled split (``assets/mnist/mnist_5k_split.npz``, built by
+The bundled split (``lrp_engine/assets/mnist/mnist_5k_split.npz``, built by
 ``scripts/build_mnist_assets.py``) holds 4 000 training and 1 000 held-out digits, 400 / 100
 per class. Images are uint8 [N, 28, 28] in 0…255, labels int64 [N].
 
@@ -27,7 +27,7 @@ MNIST_LOW = (0.0 - MNIST_MEAN) / MNIST_STD
 MNIST_HIGH = (1.0 - MNIST_MEAN) / MNIST_STD
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_NPZ = ROOT / "assets" / "mnist" / "mnist_5k_split.npz"
+BUNDLED_NPZ = ROOT / "lrp_engine" / "assets" / "mnist" / "mnist_5k_split.npz"
 SPLITS = ("train", "test")
 
 
@@ -36,7 +36,8 @@ def _bundled_arrays() -> dict[str, np.ndarray]:
     """All four arrays of the bundled ``.npz``, read once, made read-only."""
     if not BUNDLED_NPZ.is_file():
         raise FileNotFoundError(f"bundled MNIST split not found at {BUNDLED_NPZ}; rebuild it "
-                                "with scripts/build_mnist_assets.py (see assets/README.md)")
+                                "with scripts/build_mnist_assets.py "
+                                "(see lrp_engine/assets/README.md)")
     with np.load(BUNDLED_NPZ) as npz:
         arrays = {k: npz[k] for k in npz.files}
     for a in arrays.values():

@@ -1,8 +1,9 @@
 """A synthetic brain-MRI lesion demo: data, a small CNN, its training. NOT diagnostic.
 
 The images are axial slices of one healthy brain template (MNI ICBM152 2009a T1, bundled as
-``assets/mri/mni152_slices.npz``, see ``assets/MRI.md``) with **synthetic** lesions drawn
-at run time at known places, so every heatmap can be checked against a ground-truth mask.
+``lrp_engine/assets/mri/mni152_slices.npz``, see ``lrp_engine/assets/MRI.md``)
+with **synthetic** lesions drawn at run time at known places, so every heatmap can be
+checked against a ground-truth mask.
 Nothing here comes from a patient, and the model knows nothing about real pathology.
 
 Classes (by location and shape; "left" is the subject's left). The arrays are stored in
@@ -21,7 +22,7 @@ Images: float32 [N, 1, 96, 96] in [0, 1] (1.97 mm per pixel; white matter ≈ 0.
 [N, 96, 96], the lesion's support (empty for "no lesion"). Everything is seeded: the same
 ``(n, seed, split)`` always gives the same images; train and test use disjoint slices.
 
-    python -m lrp_engine.mri_demo train --out assets/models/mri_demo.pt   # ≈ 1–2 min, 2 cores
+    python -m lrp_engine.mri_demo train --out lrp_engine/assets/models/mri_demo.pt  # ≈ 1–2 min
     python -m lrp_engine.mri_demo evaluate
 """
 
@@ -39,8 +40,8 @@ import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
-SLICES_FILE = ROOT / "assets" / "mri" / "mni152_slices.npz"
-WEIGHTS_FILE = ROOT / "assets" / "models" / "mri_demo.pt"
+SLICES_FILE = ROOT / "lrp_engine" / "assets" / "mri" / "mni152_slices.npz"
+WEIGHTS_FILE = ROOT / "lrp_engine" / "assets" / "models" / "mri_demo.pt"
 
 CLASS_NAMES: tuple[str, ...] = ("no lesion", "left-hemisphere round lesion",
                                 "right-hemisphere round lesion", "midline elongated lesion")

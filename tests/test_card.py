@@ -1,6 +1,6 @@
 """Preprocessing cards against torchvision's transforms (the oracle), and hostile cards.
 
-Photos: the bundled ``assets/images/*.jpg``. Where the same PIL operations run, card and
+Photos: the bundled ``lrp_engine/assets/images/*.jpg``. Where the same PIL operations run, card and
 torchvision agree exactly (max |Δ| = 0, asserted ≤ 1e-6).
 """
 
@@ -35,14 +35,14 @@ from lrp_engine.torchvision_compat import import_torchvision
 tv = import_torchvision()
 T = tv.transforms
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = sorted((ROOT / "assets" / "images").glob("*.jpg"))
+PHOTOS = sorted((ROOT / "lrp_engine" / "assets" / "images").glob("*.jpg"))
 INTERP = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, Image.Image]:
-    assert PHOTOS, "assets/images/*.jpg missing"
+    assert PHOTOS, "lrp_engine/assets/images/*.jpg missing"
     return {p.name: Image.open(p).convert("RGB") for p in PHOTOS}
 
 

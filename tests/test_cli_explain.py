@@ -17,7 +17,7 @@ from lrp_engine.models import zoo
 from lrp_engine.models.card import CARD_PRESETS, ModelCard, PreprocessingCard, save_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT = ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 DIGIT_CARD = PreprocessingCard(size=(32, 32), resize="stretch", channels=1, mean=(),
                                std=())
 NAMES = [f"digit {i}" for i in range(10)]

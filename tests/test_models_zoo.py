@@ -27,7 +27,7 @@ from lrp_engine.models.efficientnet_lite import EfficientNetLite0, MBConv, same_
 from lrp_engine.ops import bn_scale_shift
 
 ROOT = Path(__file__).resolve().parents[1]
-CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT = ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
@@ -338,7 +338,7 @@ def test_efficientnet_lite0_recognises_the_cat(effnet, cat) -> None:
 
 
 def test_efficientnet_lite0_recognises_the_espresso(effnet) -> None:
-    x = zoo.prepare_image(Image.open(ROOT / "assets" / "images" / "coffee.jpg"),
+    x = zoo.prepare_image(Image.open(ROOT / "lrp_engine" / "assets" / "images" / "coffee.jpg"),
                           "efficientnet_lite0")
     with torch.no_grad():
         assert int(effnet(x).argmax()) == 967  # espresso

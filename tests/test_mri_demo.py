@@ -69,7 +69,7 @@ def test_masks_are_where_the_lesions_are() -> None:
 
 def test_bundled_model_accuracy_on_the_held_out_slices(model, held_out) -> None:
     acc = md.accuracy(model, held_out)
-    assert acc >= 0.97  # 0.995 when trained (see assets/README.md)
+    assert acc >= 0.97  # 0.995 when trained (see lrp_engine/assets/README.md)
     conf = md.confusion(model, held_out)
     assert conf.sum() == 200 and np.diag(conf).min() >= 45
 

@@ -104,7 +104,7 @@ def test_bundled_weights_are_small_and_accurate(model, held_out) -> None:
     assert m3.WEIGHTS_FILE.stat().st_size <= 300 * 1024
     x, _, y = held_out
     acc = m3.accuracy(model, x, y)
-    assert acc >= 0.85  # 1.00 on held_out_volumes(100) when trained (see assets/MRI.md)
+    assert acc >= 0.85  # 1.00 on held_out_volumes(100) when trained (see lrp_engine/assets/MRI.md)
 
 
 def test_explain_volume_conserves_roughly_and_points_at_the_lesion(model, held_out) -> None:

@@ -32,7 +32,7 @@ LOW, HIGH = -0.5, 2.0
 def _inputs(name: str) -> tuple[torch.nn.Module, torch.Tensor, str]:
     """(model, inputs, architecture) of one bundled model."""
     if name == "efficientnet_lite0":
-        photos = sorted((ROOT / "assets" / "images").glob("*.jpg"))
+        photos = sorted((ROOT / "lrp_engine" / "assets" / "images").glob("*.jpg"))
         assert len(photos) == 4
         x = torch.cat([zoo.prepare_image(Image.open(p), name) for p in photos])
         return zoo.load_efficientnet_lite0(), x, name

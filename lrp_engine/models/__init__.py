@@ -3,8 +3,8 @@
 The registry lives in :mod:`lrp_engine.models.zoo` (re-exported here): ``build("lenet")`` or
 ``build_model("resnet50", 7)`` gives a fresh (randomly initialised) network, ``load_pretrained``
 one with its pretrained weights. ``load_bundled("lenet")`` is the trained digit model from
-``assets/models/lenet_mnist.pt`` in eval mode; :data:`BUNDLED` says what each bundled digit
-model expects (input size, classes) and how well it does on the 1 000 held-out digits.
+``lrp_engine/assets/models/lenet_mnist.pt`` in eval mode; :data:`BUNDLED` says what each
+bundled digit model expects (input size, classes) and how well it does on the 1 000 held-out digits.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from .zoo import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_DIR = ROOT / "assets" / "models"
+MODEL_DIR = ROOT / "lrp_engine" / "assets" / "models"
 
 #: the registry's builder under its older name: ``build_model(arch, num_classes=None)``
 build_model = build
 
 _DIGITS = tuple(str(d) for d in range(10))
 
-#: bundled trained models: file ``assets/models/{name}_mnist.pt``; ``input_size`` is the side
-#: of the square normalised input ``mnist_to_tensor(images, size=input_size)``; ``accuracy``
-#: was measured on the 1 000 held-out bundled digits (see assets/README.md)
+#: bundled trained models: file ``lrp_engine/assets/models/{name}_mnist.pt``; ``input_size`` is
+#: the side of the square normalised input ``mnist_to_tensor(images, size=input_size)``;
+#: ``accuracy`` was measured on the 1 000 held-out bundled digits (see lrp_engine/assets/README.md)
 BUNDLED: dict[str, dict] = {
     "lenet": {"arch": "lenet", "dataset": "mnist", "input_size": 32, "classes": _DIGITS,
               "accuracy": 0.986},
@@ -49,7 +49,7 @@ BUNDLED: dict[str, dict] = {
 
 
 def bundled_path(name: str) -> Path:
-    """Where the bundled weights of ``name`` live: ``assets/models/{name}_mnist.pt``."""
+    """Where the bundled weights of ``name`` live: ``lrp_engine/assets/models/{name}_mnist.pt``."""
     return MODEL_DIR / f"{name}_mnist.pt"
 
 

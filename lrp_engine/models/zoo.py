@@ -11,12 +11,13 @@ torchvision model is built.
 
 Weights (all read with ``weights_only=True``, loaded with ``strict=True``):
 
-* :func:`load_pretrained`: any registry name. Bundled models read ``assets/models``;
+* :func:`load_pretrained`: any registry name. Bundled models read ``lrp_engine/assets/models``;
   torchvision models take their DEFAULT weights from a file the user names, else torch's hub
   cache (``torch.hub.get_dir()/checkpoints``), else a download into it (once; offline, a
   :class:`WeightsUnavailableError` says both ways to get them).
 * :func:`load_efficientnet_lite0`: EfficientNet-Lite0 on ImageNet, bundled in
-  ``assets/models/efficientnet_lite0_imagenet.pth`` (see ``assets/README.md``).
+  ``lrp_engine/assets/models/efficientnet_lite0_imagenet.pth``
+  (see ``lrp_engine/assets/README.md``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .efficientnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
 from .efficientnet_lite import EfficientNetLite0
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_DIR = ROOT / "assets" / "models"
+MODEL_DIR = ROOT / "lrp_engine" / "assets" / "models"
 EFFICIENTNET_LITE0_FILE = MODEL_DIR / "efficientnet_lite0_imagenet.pth"
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
@@ -58,7 +59,7 @@ class ArchSpec:
     """One architecture: ``builder(num_classes)`` → fresh model; ``default_classes``; its
     default ``preprocessing`` card; a one-line ``description`` for the UI; the ``family``
     (``"resnet"``, ``"vit"``, …); ``source``: ``"bundled"`` (our code, weights in
-    ``assets/models``) or ``"torchvision"`` (``torchvision.models.<name>``)."""
+    ``lrp_engine/assets/models``) or ``"torchvision"`` (``torchvision.models.<name>``)."""
 
     name: str
     label: str
@@ -493,7 +494,7 @@ def load_pretrained(arch: str, path: str | Path | None = None, progress: bool = 
 
     Torchvision models: the DEFAULT weights of ``torchvision.models.get_model_weights(arch)``
     (ImageNet-1k, class names from ``weights.meta["categories"]``), read from ``path``, else
-    the hub cache, else downloaded once. Bundled models: their file in ``assets/models``
+    the hub cache, else downloaded once. Bundled models: their file in ``lrp_engine/assets/models``
     (or ``path``). Raises :class:`WeightsUnavailableError` (offline without a file: what to
     do, in plain words; a file that does not fit: what is wrong).
     """

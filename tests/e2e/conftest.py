@@ -64,8 +64,9 @@ def sync_playwright_cls() -> Any:
 
 @pytest.fixture(scope="session")
 def app_server(chromium_executable: str) -> Iterator[StreamlitServer]:
-    """``streamlit run app.py`` from the repository root on a free port, for the session.
-    Depends on the browser check so that a missing browser skips before the server starts."""
+    """``streamlit run lrp_explorer/app.py`` from the repository root on a free port, for
+    the session. Depends on the browser check so that a missing browser skips before the
+    server starts."""
     try:
         server = start_server(REPO_ROOT, timeout=60)
     except RuntimeError as e:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-#: the repository root (``app.py`` lives there)
+#: the repository root (``lrp_explorer/app.py`` lives below it)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: where the page scripts live: ``app_pages/``, not ``pages/``, so that Streamlit's legacy
 #: ``pages/`` mode (which would serve a deep link without running app.py) cannot apply
-PAGE_DIRS = ("app_pages",)
+PAGE_DIRS = ("lrp_explorer/app_pages",)
 #: Debian's Chromium; Playwright's own browser downloads cannot work here
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,7 +60,7 @@ def free_port() -> int:
 
 @dataclass
 class StreamlitServer:
-    """A running ``streamlit run app.py``: its base URL, process and log file."""
+    """A running ``streamlit run lrp_explorer/app.py``: its base URL, process and log file."""
 
     url: str
     proc: subprocess.Popen
@@ -85,8 +85,8 @@ def _health_ok(url: str) -> bool:
 
 
 def start_server(root: Path = REPO_ROOT, timeout: float = 60.0) -> StreamlitServer:
-    """Start ``streamlit run app.py`` in ``root`` on a free port and wait until its health
-    endpoint says "ok". Raises RuntimeError (with the server's output) when it does not
+    """Start ``streamlit run lrp_explorer/app.py`` in ``root`` on a free port and wait until
+    its health endpoint says "ok". Raises RuntimeError (with the server's output) when it does not
     come up within ``timeout`` seconds or exits early; the process is stopped then."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -94,7 +94,7 @@ def start_server(root: Path = REPO_ROOT, timeout: float = 60.0) -> StreamlitServ
     os.close(fd)
     log = open(log_name, "wb")  # closed in stop_server
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "streamlit", "run", "lrp_explorer/app.py",
         "--server.headless", "true", "--server.address", "127.0.0.1",
         "--server.port", str(port), "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",

@@ -1,5 +1,5 @@
 """Concurrent load on the Digits page (issue 6): many browser sessions at once against one
-``streamlit run app.py``, with the figures the issue asks for.
+``streamlit run lrp_explorer/app.py``, with the figures the issue asks for.
 
 Each session is its own Playwright browser context (one headless Debian Chromium, driven
 through ``playwright.async_api`` so that one event loop runs all of them). The sessions open
@@ -904,7 +904,7 @@ def count_tracebacks(log_text: str) -> int:
 
 def run_load_test(n_sessions: int = 20, duration_s: float = 120.0, chromium: str | None = None,
                   log: Callable[[str], None] = print, think_s: float = 0.0) -> LoadResult:
-    """Start a fresh ``streamlit run app.py`` on loopback, measure its memory while
+    """Start a fresh ``streamlit run lrp_explorer/app.py`` on loopback, measure its memory while
     ``n_sessions`` browser sessions load its Digits page for ``duration_s`` seconds, stop
     it; returns the figures. ``think_s``: each session's mean pause between actions (0: the
     next action as soon as the last is drawn). The server's log is kept (and its path

@@ -40,7 +40,8 @@ from .harness import (
 )
 
 pytestmark = pytest.mark.skipif(not page_exists("digits.py"),
-                                reason="the Digits page (app_pages/digits.py) does not exist yet")
+                                reason="the Digits page (lrp_explorer/app_pages/digits.py) "
+                                "does not exist yet")
 
 PRESETS = ("epsilon", "epsilon-gamma-box", "zero", "deep-taylor")
 

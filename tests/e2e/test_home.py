@@ -1,4 +1,5 @@
-"""The home page renders, with a sidebar link for every page that exists in ``app_pages/``."""
+"""The home page renders, with a sidebar link for every page that exists in
+``lrp_explorer/app_pages/``."""
 
 from __future__ import annotations
 

@@ -47,8 +47,9 @@ SLOW_MS = 300_000
 #: whether the uploader takes several files
 PAGES = {
     "image_explorer": ("Photo", "A photo (JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                       ("cat.jpg", (REPO_ROOT / "assets" / "images" / "cat_chelsea.jpg")
-                        .read_bytes()), False),  # explained on opening already: no slow rerun
+                       ("cat.jpg", (REPO_ROOT / "lrp_engine" / "assets" / "images"
+                                     / "cat_chelsea.jpg").read_bytes()),
+                       False),  # explained on opening already: no slow rerun
     "mri_inspector": ("Scan", "Scans: DICOM files or a study's .zip (a series), NIfTI (.nii, "
                               ".nii.gz), PNG/JPEG", ("scan.dcm", dicom_bytes(mr_slice())), True),
 }

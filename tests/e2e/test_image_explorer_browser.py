@@ -47,7 +47,7 @@ pytestmark = pytest.mark.skipif(not page_exists("image_explorer.py"),
 PHOTO_LABEL = "A photo (JPEG, PNG, WebP, GIF, BMP, TIFF)"
 CHECKPOINT_LABEL = "Checkpoint (.pt, .pth, .safetensors)"
 NAMES_LABEL = "Class names (optional text file, one per line)"
-CAT = REPO_ROOT / "assets" / "images" / "cat_chelsea.jpg"
+CAT = REPO_ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 #: EfficientNet-Lite0 on a 2-core CPU: the first explanation also loads the model
 SLOW_MS = 300_000
 

@@ -29,7 +29,8 @@ from .load import TARGET_P95_S, run_load_test
 pytestmark = [
     pytest.mark.load,
     pytest.mark.skipif(not page_exists("digits.py"),
-                       reason="the Digits page (app_pages/digits.py) does not exist yet"),
+                       reason="the Digits page (lrp_explorer/app_pages/digits.py) "
+                       "does not exist yet"),
 ]
 
 SESSIONS = int(os.environ.get("LRP_LOAD_SESSIONS", "20"))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lrp_engine.models import load_bundled
-from ui import compute
+from lrp_explorer.ui import compute
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from lrp_explorer.ui.state import CANVAS_IMAGE
 from tests.plotly_arrays import values
-from ui.state import CANVAS_IMAGE
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "digits.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "lrp_explorer" / "app_pages" / "digits.py")
 
 
 def _seven(side: int = 280) -> np.ndarray:

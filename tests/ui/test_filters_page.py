@@ -1,5 +1,5 @@
-"""AppTests of the Filters page (app_pages/filters.py): the LeNet's 24 first-layer filters, the
-activation maps of a digit, and the MLP's dense weights."""
+"""AppTests of the Filters page (lrp_explorer/app_pages/filters.py): the LeNet's 24
+first-layer filters, the activation maps of a digit, and the MLP's dense weights."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from ui import state
-from ui.resources import heldout
+from lrp_explorer.ui import state
+from lrp_explorer.ui.resources import heldout
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "filters.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "lrp_explorer" / "app_pages" / "filters.py")
 
 
 def _figures(at: AppTest) -> list[dict]:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.plotly_arrays import values
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "lrp_explorer" / "app.py")
 
 
 def test_home_explains_lrp_and_shows_a_real_teaser() -> None:

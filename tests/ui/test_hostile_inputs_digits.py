@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lrp_explorer.ui.digit_input import UPLOAD_BYTES
+from lrp_explorer.ui.state import CANVAS_IMAGE
 from tests.hostile_files import bad_files, odd_files
-from ui.digit_input import UPLOAD_BYTES
-from ui.state import CANVAS_IMAGE
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "digits.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "lrp_explorer" / "app_pages" / "digits.py")
 #: the specific words each bad file's message must contain
 EXPECTED = {"empty.png": "empty", "truncated.png": "truncated", "truncated.jpg": "truncated",
             "letter.png": "text", "random.png": "not an image", "bomb.png": "too large",

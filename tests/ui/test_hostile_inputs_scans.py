@@ -20,6 +20,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lrp_explorer.ui.scan_input import (
+    CHECKPOINT_UPLOAD,
+    CLASS_NAMES_UPLOAD,
+    IMAGE_UPLOAD,
+    SCAN_UPLOAD,
+    plain,
+)
 from tests.hostile_files import (
     HTML_NAME,
     bad_checkpoints,
@@ -33,25 +40,18 @@ from tests.hostile_files import (
     odd_scans,
 )
 from tests.plotly_arrays import values
-from ui.scan_input import (
-    CHECKPOINT_UPLOAD,
-    CLASS_NAMES_UPLOAD,
-    IMAGE_UPLOAD,
-    SCAN_UPLOAD,
-    plain,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = {"image_explorer": str(ROOT / "app_pages" / "image_explorer.py"),
-         "mri_inspector": str(ROOT / "app_pages" / "mri_inspector.py")}
+PAGES = {"image_explorer": str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py"),
+         "mri_inspector": str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")}
 #: the chart that shows the explanation on each page (its element id holds this key)
 HEATMAP = {"image_explorer": "img_lrp", "mri_inspector": "mri_overlay"}
 #: the widget-key prefix of each page
 NS = {"image_explorer": "img", "mri_inspector": "mri"}
 #: a valid photo (the bundled coffee)
-COFFEE = (ROOT / "assets" / "images" / "coffee.jpg").read_bytes()
+COFFEE = (ROOT / "lrp_engine" / "assets" / "images" / "coffee.jpg").read_bytes()
 #: the trained LeNet: a digit model reads the corpus' digit bars quickly
-LENET = (ROOT / "assets" / "models" / "lenet_mnist.pt").read_bytes()
+LENET = (ROOT / "lrp_engine" / "assets" / "models" / "lenet_mnist.pt").read_bytes()
 
 #: the words each bad picture's message must contain (photo and scan uploader alike)
 PICTURE_WORDS = {"empty.png": "empty (0 bytes)", "truncated.png": "truncated",

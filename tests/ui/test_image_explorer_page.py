@@ -15,11 +15,11 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from lrp_engine.models import zoo
+from lrp_explorer.ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 from tests.plotly_arrays import values
-from ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD, IMAGE_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "app_pages" / "image_explorer.py")
+PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py")
 
 
 def _spec(at: AppTest, key: str) -> dict:
@@ -89,7 +89,7 @@ def test_cat_sample_top5_heatmap_and_preset_change(at: AppTest) -> None:
 
 def test_uploaded_photo_then_corrupt_then_good_again(at: AppTest) -> None:
     buf = io.BytesIO()
-    Image.open(ROOT / "assets" / "images" / "coffee.jpg").save(buf, format="WEBP")
+    Image.open(ROOT / "lrp_engine" / "assets" / "images" / "coffee.jpg").save(buf, format="WEBP")
     at.session_state[IMAGE_UPLOAD] = buf.getvalue()
     at.session_state[f"{IMAGE_UPLOAD}_name"] = "coffee.webp"
     at.radio(key="img_source").set_value("Upload").run()

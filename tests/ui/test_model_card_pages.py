@@ -27,14 +27,14 @@ from torch import nn
 from lrp_engine.models import zoo
 from lrp_engine.models.card import CARD_PRESETS, ModelCard, PreprocessingCard, save_safetensors
 from lrp_engine.torchvision_compat import import_torchvision
+from lrp_explorer.ui.model_setup import MODEL_CARD_UPLOAD
+from lrp_explorer.ui.scan_input import CHECKPOINT_UPLOAD, SCAN_UPLOAD
 from tests.clinician import CNNModel, scan_png
-from ui.model_setup import MODEL_CARD_UPLOAD
-from ui.scan_input import CHECKPOINT_UPLOAD, SCAN_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE_PAGE = str(ROOT / "app_pages" / "image_explorer.py")
-MRI_PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
-CAT = ROOT / "assets" / "images" / "cat_chelsea.jpg"
+IMAGE_PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py")
+MRI_PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")
+CAT = ROOT / "lrp_engine" / "assets" / "images" / "cat_chelsea.jpg"
 NAMES = ("cat", "dog", "<b>bird</b>")
 
 

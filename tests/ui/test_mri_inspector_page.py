@@ -15,12 +15,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from lrp_engine.mri_demo import CLASS_NAMES, held_out_set
+from lrp_explorer.ui import report
+from lrp_explorer.ui.scan_input import SCAN_UPLOAD
 from tests.plotly_arrays import values
-from ui import report
-from ui.scan_input import SCAN_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
+PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")
 REPORT_KEY = "mri_report_png"
 
 
@@ -207,7 +207,7 @@ def test_own_checkpoint_with_class_names_on_a_demo_slice(at: AppTest) -> None:
     import torch
 
     from lrp_engine.models import zoo
-    from ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD
+    from lrp_explorer.ui.scan_input import CHECKPOINT_UPLOAD, CLASS_NAMES_UPLOAD
 
     torch.manual_seed(1)
     buf = io.BytesIO()

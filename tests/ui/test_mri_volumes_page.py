@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from lrp_explorer.ui.scan_input import SCAN_UPLOAD
 from tests.plotly_arrays import values
 from tests.scan_series import PATIENT, axial_series, head, study_zip
-from ui.scan_input import SCAN_UPLOAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
+PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")
 
 
 def _ok(at: AppTest) -> None:

@@ -17,8 +17,8 @@ from lrp_engine.operator_models import ENV, read_config
 from tests.test_operator_models import write_operator_files
 
 ROOT = Path(__file__).resolve().parents[2]
-MRI_PAGE = str(ROOT / "app_pages" / "mri_inspector.py")
-IMAGE_PAGE = str(ROOT / "app_pages" / "image_explorer.py")
+MRI_PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "mri_inspector.py")
+IMAGE_PAGE = str(ROOT / "lrp_explorer" / "app_pages" / "image_explorer.py")
 
 
 def _ok(at: AppTest) -> None:

@@ -1,4 +1,5 @@
-"""AppTests of the Pixel-flipping page (app_pages/pixel_flipping.py, ui/flipping.py).
+"""AppTests of the Pixel-flipping page (lrp_explorer/app_pages/pixel_flipping.py,
+lrp_explorer/ui/flipping.py).
 
 Small runs only (≤ 50 images, ≤ 8 B-LRP samples) so that each test stays well under a
 minute on two CPU cores. The seed is fixed (0), so the numbers are reproducible.
@@ -18,9 +19,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ui import flipping
+from lrp_explorer.ui import flipping
 
-PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "pixel_flipping.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "lrp_explorer" / "app_pages" / "pixel_flipping.py")
 
 
 def _app(**values) -> AppTest:
@@ -181,7 +182,7 @@ def test_advance_reports_every_batch_and_matches_the_engine_experiment() -> None
     """The live callback sees 25 then 30 images; the curves equal one engine run."""
     from lrp_engine.data import mnist_to_tensor
     from lrp_engine.experiment import run_pixel_flipping_experiment
-    from ui.resources import get_model, heldout
+    from lrp_explorer.ui.resources import get_model, heldout
 
     settings = flipping.FlipSettings(methods=("lrp", "gradient_x_input", "random"),
                                      n_images=30, steps=16)

@@ -23,8 +23,8 @@ from PIL import Image
 
 from lrp_engine import medical, viz
 from lrp_engine.scans import read_scans, view
+from lrp_explorer.ui import report
 from tests.hostile_files import dicom_bytes, mr_slice
-from ui import report
 
 MARKERS = {"left": "R", "right": "L", "top": "A", "bottom": "P"}
 IDENTIFIERS = ("DOE^JANE", "DOE", "JANE", "PID-778899", "778899", "19510203", "1951-02-03",

@@ -9,7 +9,7 @@ import torch
 import lrp_engine as le
 from lrp_engine.models import load_bundled
 from lrp_engine.rule_spec import RULE_LABELS
-from ui.rule_table import _table, choice_from_table
+from lrp_explorer.ui.rule_table import _table, choice_from_table
 
 
 def test_switching_rows_to_zplus_and_plain_gamma() -> None:

@@ -15,8 +15,8 @@ from torch import nn
 
 from lrp_engine import viz
 from lrp_engine.data import mnist_to_tensor
-from ui import state
-from ui.resources import MODEL_NAMES, get_model, heldout, model_meta
+from lrp_explorer.ui import state
+from lrp_explorer.ui.resources import MODEL_NAMES, get_model, heldout, model_meta
 
 
 def _layers(model: nn.Module) -> tuple[str, list[str]]:

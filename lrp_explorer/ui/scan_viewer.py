@@ -35,7 +35,7 @@ from .scan_input import SCAN_UPLOAD, plain
 SCAN_TYPES = ["dcm", "dicom", "ima", "zip", "nii", "gz", "png", "jpg", "jpeg", "tif", "tiff",
               "bmp", "webp"]
 MAX_UPLOAD_FILES = 2000
-DEMO_SPACING = 1.97  # mm per pixel of the demo's slices (assets/MRI.md)
+DEMO_SPACING = 1.97  # mm per pixel of the demo's slices (lrp_engine/assets/MRI.md)
 DEMO_SOURCES = ("Demo held-out slice", "Demo volume", "Upload")
 CONVENTION_TEXT = {
     "radiological": "radiological: the patient's right on the image's left",

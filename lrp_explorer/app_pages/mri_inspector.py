@@ -21,11 +21,16 @@ from lrp_engine.localisation import pointing_game, relevance_mass_accuracy
 from lrp_engine.models.card import CardError
 from lrp_engine.mri_demo import DISCLAIMER
 from lrp_engine.scans.volume import AXIS_NAMES, axial_stack_to_ras, convert, slice_array, stack
-from ui import compute, report, resources, volume_run
-from ui.model_setup import card_input, choose_model_and_card, display_geometry, scan_pixels
-from ui.rule_table import rule_controls
-from ui.scan_input import plain, scan_background, scan_model_input, to_device
-from ui.scan_viewer import (
+from lrp_explorer.ui import compute, report, resources, volume_run
+from lrp_explorer.ui.model_setup import (
+    card_input,
+    choose_model_and_card,
+    display_geometry,
+    scan_pixels,
+)
+from lrp_explorer.ui.rule_table import rule_controls
+from lrp_explorer.ui.scan_input import plain, scan_background, scan_model_input, to_device
+from lrp_explorer.ui.scan_viewer import (
     CONVENTION_TEXT,
     mask_slice,
     orient_figure,

@@ -14,10 +14,10 @@ import streamlit as st
 from lrp_engine import viz
 from lrp_engine.io import ImageLoadError, load_image
 from lrp_engine.models.card import CardError
-from ui import compute, report, resources
-from ui.model_setup import card_input, choose_model_and_card
-from ui.rule_table import rule_controls
-from ui.scan_input import photo_input, plain, to_device
+from lrp_explorer.ui import compute, report, resources
+from lrp_explorer.ui.model_setup import card_input, choose_model_and_card
+from lrp_explorer.ui.rule_table import rule_controls
+from lrp_explorer.ui.scan_input import photo_input, plain, to_device
 
 PLOT = {"displayModeBar": False}
 ALPHAS = (5, 25, 50, 75, 95)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
+# `streamlit run lrp_explorer/app.py` puts this folder on sys.path, not the one holding the
+# package: the pages import `lrp_explorer.ui` from there (installed, it is site-packages)
+if str(ROOT.parent) not in sys.path:
+    sys.path.insert(0, str(ROOT.parent))
 
 #: (file in app_pages/, title, icon, what it does): the navigation and the home page's table
 PAGES = (
@@ -33,8 +38,8 @@ _NAV: dict[str, st.Page] = {}
 
 def home() -> None:
     """What LRP and B-LRP are, what each page does, which model and device are in use."""
-    from ui import resources
-    from ui.home import teaser
+    from lrp_explorer.ui import resources
+    from lrp_explorer.ui.home import teaser
 
     st.title("LRP Explorer")
     st.markdown(

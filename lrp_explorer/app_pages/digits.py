@@ -9,10 +9,10 @@ import streamlit as st
 
 from lrp_engine import viz
 from lrp_engine.data import MNIST_HIGH, MNIST_LOW, mnist_to_tensor
-from ui import compute, resources
-from ui.digit_input import digit_input
-from ui.rule_table import rule_controls
-from ui.state import MODEL_ID, model_id, set_current_digit
+from lrp_explorer.ui import compute, resources
+from lrp_explorer.ui.digit_input import digit_input
+from lrp_explorer.ui.rule_table import rule_controls
+from lrp_explorer.ui.state import MODEL_ID, model_id, set_current_digit
 
 ALPHAS = (5, 25, 50, 75, 95)
 BOUNDS = {"low": (MNIST_LOW,), "high": (MNIST_HIGH,)}  # zB: pixel 0…1 in normalised units

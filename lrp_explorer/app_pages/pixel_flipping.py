@@ -8,8 +8,8 @@ fall sooner than a random order (lower AUC). The work is done by :mod:`ui.flippi
 import streamlit as st
 
 from lrp_engine.evaluation import FILLS, SCORES
-from ui import flipping, state
-from ui.resources import MODEL_NAMES, get_model, heldout, model_meta
+from lrp_explorer.ui import flipping, state
+from lrp_explorer.ui.resources import MODEL_NAMES, get_model, heldout, model_meta
 
 
 def _pick_model() -> None:

@@ -46,9 +46,10 @@ CHECKPOINT_UPLOAD = "checkpoint_upload_bytes"
 CLASS_NAMES_UPLOAD = "class_names_upload_bytes"
 SCAN_UPLOAD = "scan_upload_bytes"
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = ROOT / "assets" / "images"
-#: the bundled photos (assets/IMAGES.md), file → what it shows
+#: the folder holding lrp_engine: the repository, or site-packages once installed
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = ROOT / "lrp_engine" / "assets" / "images"
+#: the bundled photos (lrp_engine/assets/IMAGES.md), file → what it shows
 SAMPLES = {"cat_chelsea.jpg": "Chelsea the cat", "coffee.jpg": "A cup of coffee",
            "astronaut.jpg": "Astronaut Eileen Collins", "rocket.jpg": "A rocket launch"}
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
@@ -198,7 +199,7 @@ def photo_input() -> tuple[Upload | None, str | None]:
     if source == "Bundled sample":
         name = st.selectbox("Sample", list(SAMPLES), key="img_sample",
                             format_func=SAMPLES.__getitem__,
-                            help="Public-domain / CC0 photos (assets/IMAGES.md).")
+                            help="Public-domain / CC0 photos (lrp_engine/assets/IMAGES.md).")
         return _sample(name), None
     up = read_upload("A photo (JPEG, PNG, WebP, GIF, BMP, TIFF)", "img_upload", IMAGE_UPLOAD,
                      PHOTO_TYPES, help="Kept in memory only: never written to disk or sent "

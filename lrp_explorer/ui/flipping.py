@@ -39,7 +39,7 @@ from lrp_engine.experiment import (
     chunk_curves,
     method_label,
 )
-from ui.resources import get_model, heldout, model_meta
+from lrp_explorer.ui.resources import get_model, heldout, model_meta
 
 #: images per batch: the live chart and the progress bar move once per batch
 BATCH = 25

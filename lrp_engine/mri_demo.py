@@ -261,6 +261,25 @@ def accuracy(model: nn.Module, batch: LesionBatch, chunk: int = 256) -> float:
     return float((preds == batch.labels).float().mean())
 
 
+def fit_epoch(model: nn.Module, opt: torch.optim.Optimizer,
+              sched: torch.optim.lr_scheduler.LRScheduler, loss_fn: nn.Module,
+              images: Tensor, labels: Tensor, batch_size: int) -> float:
+    """One epoch over ``images`` [N, …] / ``labels`` [N] in a random order (torch's global
+    generator), a scheduler step per batch; returns the summed loss (× batch sizes)."""
+    order = torch.randperm(len(labels))
+    model.train()
+    total = 0.0
+    for i in range(0, len(labels), batch_size):
+        idx = order[i:i + batch_size]
+        opt.zero_grad()
+        loss = loss_fn(model(images[idx]), labels[idx])
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+    return total
+
+
 def train(out: str | Path | None = WEIGHTS_FILE, epochs: int = 8, per_epoch: int = 2400,
           batch_size: int = 64, lr: float = 2e-3, seed: int = TRAIN_SEED,
           threads: int | None = 2, log: bool = True) -> tuple[MRIDemoNet, float]:
@@ -279,17 +298,7 @@ def train(out: str | Path | None = WEIGHTS_FILE, epochs: int = 8, per_epoch: int
     t0 = time.perf_counter()
     for epoch in range(epochs):
         data = generate(per_epoch, seed=seed * 1000 + epoch, split="train")
-        order = torch.randperm(len(data))
-        model.train()
-        total = 0.0
-        for i in range(0, len(data), batch_size):
-            idx = order[i:i + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(data.images[idx]), data.labels[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+        total = fit_epoch(model, opt, sched, loss_fn, data.images, data.labels, batch_size)
         if log:
             print(f"epoch {epoch + 1}/{epochs}: loss {total / len(data):.4f}, "
                   f"test accuracy {accuracy(model, held_out):.3f} "

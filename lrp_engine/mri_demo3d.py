@@ -42,6 +42,7 @@ from .mri_demo import (
     _place_midline,
     _place_round,
     ellipse,
+    fit_epoch,
     load_slices,
 )
 
@@ -355,17 +356,7 @@ def train(out: str | Path | None = WEIGHTS_FILE, epochs: int = 8, n_train: int =
         opt, max_lr=lr, total_steps=epochs * -(-n_train // batch_size))
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
-        order = torch.randperm(len(data))
-        model.train()
-        total = 0.0
-        for i in range(0, len(data), batch_size):
-            idx = order[i:i + batch_size]
-            opt.zero_grad()
-            loss = loss_fn(model(data.images[idx]), data.labels[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+        total = fit_epoch(model, opt, sched, loss_fn, data.images, data.labels, batch_size)
         if log:
             print(f"epoch {epoch + 1}/{epochs}: loss {total / len(data):.4f}, "
                   f"test accuracy {accuracy(model, test_x, test_y):.3f} "

@@ -63,6 +63,8 @@ MODEL_LABELS = {
     "checkpoint": "Your own checkpoint",
 }
 MAX_CLASS_NAMES = 100_000
+#: upload digests remembered per session (a series may be thousands of files)
+MAX_DIGESTS = 4096
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&^=])")
 
 
@@ -101,12 +103,18 @@ def read_upload(label: str, key: str, inject_key: str, types: list[str] | None =
     f = container.file_uploader(label, type=types, key=key, help=help)
     if f is None:
         return None
+    return uploaded(f)
+
+
+def uploaded(f: object) -> Upload:
+    """An uploader's file as an :class:`Upload`; its digest is computed once per file (a
+    session memo by file id), not on every rerun."""
     data = f.getvalue()
     memo = st.session_state.setdefault("_upload_digests", {})
     digest = memo.get(f.file_id)
     if digest is None:
         digest = memo[f.file_id] = _digest(data)
-        while len(memo) > 8:
+        while len(memo) > MAX_DIGESTS:
             memo.pop(next(iter(memo)))
     return Upload(data, f.name, digest)
 

@@ -17,7 +17,6 @@ Uploads are read in memory (never written to disk); tests put bytes, or a list o
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from PIL import Image
 from lrp_engine.scans import AXIS_NAMES, Convention, SliceView, Volume, slice_array, view
 
 from . import resources
-from .scan_input import SCAN_UPLOAD, plain
+from .scan_input import SCAN_UPLOAD, Upload, _digest, plain, uploaded
 
 #: what the scan uploader takes (the content decides; the name only breaks ties)
 SCAN_TYPES = ["dcm", "dicom", "ima", "zip", "nii", "gz", "png", "jpg", "jpeg", "tif", "tiff",
@@ -64,23 +63,18 @@ class ScanChoice:
         return self.volume.study_date
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def read_uploads(label: str, key: str, help: str | None = None) -> list[tuple[str, bytes]]:
-    """The uploaded files as (name, bytes), or what a test put under
-    :data:`SCAN_UPLOAD` (bytes with an optional ``SCAN_UPLOAD + "_name"``, or a list of
-    (name, bytes))."""
+def read_uploads(label: str, key: str, help: str | None = None) -> list[Upload]:
+    """The uploaded files, or what a test put under :data:`SCAN_UPLOAD` (bytes with an
+    optional ``SCAN_UPLOAD + "_name"``, or a list of (name, bytes))."""
     injected = st.session_state.get(SCAN_UPLOAD)
     if injected is not None:
         if isinstance(injected, (bytes, bytearray)):
-            name = str(st.session_state.get(f"{SCAN_UPLOAD}_name") or "injected file")
-            return [(name, bytes(injected))]
-        return [(str(n), bytes(d)) for n, d in injected]
+            injected = [(st.session_state.get(f"{SCAN_UPLOAD}_name") or "injected file",
+                         injected)]
+        return [Upload(bytes(d), str(n), _digest(bytes(d))) for n, d in injected]
     files = st.file_uploader(label, type=SCAN_TYPES, key=key, help=help,
                              accept_multiple_files=True) or []
-    return [(f.name, f.getvalue()) for f in files[:MAX_UPLOAD_FILES]]
+    return [uploaded(f) for f in files[:MAX_UPLOAD_FILES]]
 
 
 def _memo(key: tuple, read: object) -> object:
@@ -143,9 +137,9 @@ def scan_source(n_demo: int) -> ScanChoice | None:
         st.info("Upload a scan: DICOM files (one per slice, or multi-frame), a .zip of a "
                 "study, a NIfTI volume, or a PNG/JPEG; or choose a demo scan.")
         return None
-    key = tuple(sorted((n, _digest(d)) for n, d in files))
+    key = tuple(sorted((u.name, u.digest) for u in files))
     try:
-        scans = _memo(key, lambda: read_scans(files))
+        scans = _memo(key, lambda: read_scans([(u.name, u.data) for u in files]))
     except ScanLoadError as e:  # its message names the file(s) already
         st.error(plain(e) if len(files) == 1 else f"{len(files)} files: {plain(e)}")
         return None

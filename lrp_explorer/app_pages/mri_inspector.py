@@ -230,7 +230,10 @@ try:
 except ValueError as e:
     st.error(f"These rules cannot be used on this model: {plain(e)}")
     st.stop()
-relevance = on_screen(a.relevance)
+# the 3-D model's relevance on the scan's grid, once: the slice on screen and the strip
+relevance_volume = on_scan_grid(a.relevance) if three_d else None
+relevance = (slice_array(relevance_volume, sl.axis, sl.index, sl.convention) if three_d
+             else on_screen(a.relevance))
 
 with col_out:
     m1, m2 = st.columns([3, 1])
@@ -272,8 +275,8 @@ with col_out:
 st.subheader("Relevance per slice")
 strip = None
 if three_d:
-    ras = on_scan_grid(a.relevance)
-    strip = ras.sum(axis=tuple(i for i in range(3) if i != sl.axis)).astype(np.float64)
+    strip = relevance_volume.sum(axis=tuple(i for i in range(3) if i != sl.axis)).astype(
+        np.float64)
     volume_run.show_strip(strip, sl.axis, sl.index,
                           f"Σ R per {AXIS_NAMES[sl.axis]} slice (3-D relevance)")
     explained_slices = f"the whole volume ({n_slices} {AXIS_NAMES[sl.axis]} slices)"

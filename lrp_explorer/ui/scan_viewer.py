@@ -221,18 +221,19 @@ def mask_slice(scan: ScanChoice, s: SliceSettings, convention: Convention) -> np
 # -- display window ------------------------------------------------------------------------
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _presets(_volume: Volume, digest: str) -> dict[str, tuple[float, float]]:
+def _window_facts(_volume: Volume, digest: str
+                  ) -> tuple[dict[str, tuple[float, float]], float, float]:
+    """(window presets, min, max) of the volume: once per scan, not on every rerun."""
     from lrp_engine.scans.windowing import window_presets
 
-    return window_presets(_volume)
+    a = _volume.data
+    return window_presets(_volume), float(a.min()), float(a.max())
 
 
 def window_controls(scan: ScanChoice) -> tuple[float, float]:
     """A preset (the file's windows first, then the modality's, auto, full range) and the
     window centre (level) and width sliders in the scan's units (display only)."""
-    presets = _presets(scan.volume, scan.digest)
-    a = scan.volume.data
-    lo, hi = float(a.min()), float(a.max())
+    presets, lo, hi = _window_facts(scan.volume, scan.digest)
     if not hi > lo:
         hi = lo + 1.0
     span = hi - lo

@@ -30,10 +30,6 @@ st.title("Image explorer")
 # -- model (sidebar) -------------------------------------------------------------------------
 setup = choose_model_and_card(("efficientnet_lite0", "vgg16", "checkpoint"), ns="img")
 m = None if setup is None else setup.model
-if m is not None:
-    st.sidebar.caption(f"{plain(m.label)} · {resources.device_label()}")
-    for note in m.notes:
-        st.sidebar.caption(plain(note))
 
 col_in, col_out = st.columns([1, 2], gap="large")
 with col_in:

@@ -59,10 +59,6 @@ st.caption(":material/lock: Uploaded scans stay in this app's memory for your se
 setup = choose_model_and_card(("mri_demo", "mri_demo3d", "checkpoint"), ns="mri",
                               default_arch="vgg16", scan=True)
 m = None if setup is None else setup.model
-if m is not None:
-    st.sidebar.caption(f"{plain(m.label)} · {resources.device_label()}")
-    for note in m.notes:
-        st.sidebar.caption(plain(note))
 
 col_in, col_out = st.columns([1, 2], gap="large")
 with col_in:

@@ -84,8 +84,20 @@ def first_in_channels(model: nn.Module) -> int | None:
 def choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str = "vgg16",
                           scan: bool = False) -> Setup | None:
     """The sidebar's model choice among ``options`` (keys of
-    :data:`ui.scan_input.MODEL_LABELS`) → :class:`Setup`; None after a message saying what
-    is missing. Bundled models use their architecture's card."""
+    :data:`ui.scan_input.MODEL_LABELS`) → :class:`Setup`, captioned in the sidebar with
+    its label, the device and its loading notes; None after a message saying what is
+    missing. Bundled models use their architecture's card."""
+    setup = _choose_model_and_card(options, ns, default_arch, scan)
+    if setup is not None:
+        m = setup.model
+        st.sidebar.caption(f"{plain(m.label)} · {resources.device_label()}")
+        for note in m.notes:
+            st.sidebar.caption(plain(note))
+    return setup
+
+
+def _choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str,
+                           scan: bool) -> Setup | None:
     ops = _operator_models()
     labels = {**MODEL_LABELS, **{f"{OPERATOR}{o.name}": f"{o.label} (this server's)"
                                  for o in ops}}

@@ -70,12 +70,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
-@pytest.fixture(scope="module")
-def engine_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the wheel (no dependencies) and a .pth to the borrowed packages;
+def _venv_with_wheel(venv: Path, wheel: Path) -> Path:
+    """A new venv at ``venv`` (no pip) with only the wheel installed, no dependencies;
     returns its python."""
-    base = tmp_path_factory.mktemp("venv")
-    venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)
     python = venv / "bin" / "python"
@@ -83,6 +80,16 @@ def engine_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                         "--no-deps", "--no-index", str(wheel)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+    return python
+
+
+@pytest.fixture(scope="module")
+def engine_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the wheel (no dependencies) and a .pth to the borrowed packages;
+    returns its python."""
+    base = tmp_path_factory.mktemp("venv")
+    venv = base / "venv"
+    python = _venv_with_wheel(venv, wheel)
     here = Path(sysconfig.get_paths()["purelib"])
     borrowed = base / "borrowed"
     borrowed.mkdir()
@@ -243,13 +250,7 @@ def app_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     interpreter (the ``app`` and ``medical`` extras installed) through a .pth; the wheel's
     own packages come first. Returns its python."""
     venv = tmp_path_factory.mktemp("appvenv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
-    python = venv / "bin" / "python"
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                        "--no-deps", "--no-index", str(wheel)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    python = _venv_with_wheel(venv, wheel)
     site = subprocess.run([str(python), "-c", "import sysconfig; "
                            "print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()

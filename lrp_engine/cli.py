@@ -3,6 +3,10 @@
     python -m lrp_engine experiment pixel-flipping [--images 1000] [--samples 100] …
     python -m lrp_engine localisation [--images 200] [--presets …]
     python -m lrp_engine explain --model resnet50 --weights w.pt [--card c.json] x.jpg -o h.png
+    python -m lrp_engine batch --input {mnist,mri-demo,FOLDER} [--methods …] [--ray [ADDR]]
+
+The two experiments run through ``batch`` (:mod:`lrp_engine.batch.presets`): each is a batch
+job into its ``--out`` folder, printing its own table.
 
 Commands are nested subparsers (``experiment`` → ``pixel-flipping``); a new experiment is one
 more ``_add_…`` function and handler.
@@ -82,6 +86,9 @@ def build_parser(prog: str = "python -m lrp_engine") -> argparse.ArgumentParser:
     from .cli_explain import add_parser as _add_explain
 
     _add_explain(commands)
+    from .batch.command import add_parser as _add_batch
+
+    _add_batch(commands)
     return parser
 
 
@@ -117,13 +124,11 @@ def _add_pixel_flipping(kinds: argparse._SubParsersAction) -> None:
 
 
 def _run_pixel_flipping(args: argparse.Namespace) -> int:
-    from .experiment import (
-        PixelFlippingConfig,
-        format_summary,
-        resolve_device,
-        run_pixel_flipping_experiment,
-        write_outputs,
-    )
+    """The experiment as a batch job into ``--out`` (resumed when the settings are the same,
+    replaced otherwise), then its table."""
+    from .batch.local import Interrupted
+    from .batch.presets import run_pixel_flipping_batch
+    from .experiment import PixelFlippingConfig, format_summary, resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -136,23 +141,28 @@ def _run_pixel_flipping(args: argparse.Namespace) -> int:
         pixels_per_step=args.pixels_per_step, fill=args.fill, score=args.score,
         device=str(device), seed=args.seed, chunk_images=chunk)
     keep_freed_memory()
-    bar = None if args.quiet else ProgressBar(args.images, "pixel flipping")
     t0 = time.perf_counter()
     try:
-        result = run_pixel_flipping_experiment(
-            cfg, on_progress=None if bar is None else (lambda done, total, _: bar.update(done)))
+        result, report = run_pixel_flipping_batch(cfg, args.out, quiet=args.quiet)
+    except Interrupted as e:
+        print(f"\ninterrupted: {e.report.n_done_before + e.report.n_computed} of "
+              f"{e.report.n_items} digits are finished in {e.report.out}; rerun the same "
+              "command to resume", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
     print(format_summary(result))
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    resumed = f"; {report.n_done_before} digits from an earlier run" if report.n_done_before \
+        else ""
     print(f"\n{result.n_images} images, {cfg.n_samples} B-LRP samples, {cfg.steps} steps × "
           f"{cfg.pixels_per_step} pixels, fill {cfg.fill}, device {device}: "
-          f"{wall:.1f} s ({phases})")
-    paths, notes = write_outputs(result, args.out)
-    print("wrote " + ", ".join(str(p) for p in paths))
-    for note in notes:
+          f"{wall:.1f} s ({phases}){resumed}")
+    print(f"wrote {report.out} (a batch results folder: summary.md, summary.csv, curves.csv, "
+          "metrics.csv, items/, plots/curves.html; curves.npz: the per-digit curves)")
+    for note in report.notes:
         print(f"note: {note}")
     return 0
 

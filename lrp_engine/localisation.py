@@ -8,12 +8,15 @@
   Gradient×Input and a random-map baseline (whose expected RMA is the mask's area share).
 
 Relevance is summed over channels first. ``python -m lrp_engine.localisation`` runs the table
-on the MRI demo's fixed held-out slices (lesion classes only).
+on the MRI demo's fixed held-out slices (lesion classes only), as a batch job
+(:func:`lrp_engine.batch.presets.localisation_config`) into its ``--out`` folder: the same
+numbers as :func:`localisation_table` on those slices.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from typing import Literal, TypedDict, get_args
@@ -181,31 +184,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=get_args(ExplainedClass), default="true",
                    help="explain the true class (default) or the predicted one")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    p.add_argument("--out", default="results/localisation",
+                   help="results folder of the batch job (resumed when the settings are the "
+                   "same, replaced otherwise; default results/localisation)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the table on the MRI demo and print it (Markdown)."""
-    from .mri_demo import DISCLAIMER, held_out_set, load_mri_demo_model
+    """Run the table on the MRI demo through batch and print it (Markdown)."""
+    from .batch.local import Interrupted
+    from .batch.presets import localisation_config, localisation_facts, run_localisation_batch
+    from .mri_demo import DISCLAIMER
 
     args = build_parser().parse_args(argv)
     for name in args.presets:
         get_composite(name)  # unknown names fail before any work
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    model = load_mri_demo_model()
-    batch = held_out_set(args.images)
-    keep = batch.labels > 0
-    images, masks, labels = batch.images[keep], batch.masks[keep], batch.labels[keep]
-    with torch.no_grad():
-        pred = model(images).argmax(1)
-    targets = labels if args.target == "true" else pred
-    rows = localisation_table(model, images, masks, targets, args.presets,
-                              tolerance=args.tolerance, seed=args.seed)
+    cfg = localisation_config(args.images, args.presets, tolerance=args.tolerance,
+                              target=args.target, seed=args.seed, out=args.out,
+                              quiet=args.quiet)
+    try:
+        rows, report, folder = run_localisation_batch(cfg)
+    except Interrupted as e:
+        print(f"\ninterrupted: {e.report.n_done_before + e.report.n_computed} of "
+              f"{e.report.n_items} slices are finished in {e.report.out}; rerun the same "
+              "command to resume", file=sys.stderr)
+        return 130
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    accuracy, mask_share = localisation_facts(folder)
     print(DISCLAIMER)
-    print(f"{len(images)} lesion images (of {len(batch)}), accuracy on them "
-          f"{float((pred == labels).float().mean()):.3f}; explaining the {args.target} "
-          f"class; pointing-game tolerance {args.tolerance} px\n")
-    print(format_table(rows, float(masks.float().mean())))
+    print(f"{report.n_items} lesion images (of {args.images}), accuracy on them "
+          f"{accuracy:.3f}; explaining the {args.target} class; pointing-game tolerance "
+          f"{args.tolerance} px\n")
+    print(format_table(rows, mask_share))
+    if report.n_done_before:
+        print(f"\n({report.n_done_before} images from an earlier run in {report.out}: their "
+              "time is not counted)")
     return 0
 
 

@@ -5,6 +5,7 @@
     lrp-explorer explain …            the engine's commands (``python -m lrp_engine …``)
     lrp-explorer experiment …
     lrp-explorer localisation …
+    lrp-explorer batch …
 
 Streamlit reads ``.streamlit/config.toml`` from the working directory only, so ``run`` passes
 the app's safe defaults (:data:`STREAMLIT_SETTINGS`, the same as the repository's
@@ -34,7 +35,7 @@ STREAMLIT_SETTINGS: dict[str, str] = {
     "theme.base": "light",
 }
 
-ENGINE_COMMANDS = ("explain", "experiment", "localisation")
+ENGINE_COMMANDS = ("explain", "experiment", "localisation", "batch")
 
 USAGE = """usage: lrp-explorer [COMMAND] ...
 
@@ -47,6 +48,8 @@ commands:
   explain        explain one input (python -m lrp_engine explain)
   experiment     run a reproducible experiment (python -m lrp_engine experiment)
   localisation   does the heatmap point at the lesion? (python -m lrp_engine localisation)
+  batch          explain and score a whole data set, locally or on Ray
+                 (python -m lrp_engine batch)
 
 `lrp-explorer COMMAND --help` describes each command.
 """

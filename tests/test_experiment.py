@@ -146,7 +146,7 @@ def test_cli_pixel_flipping(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Standard LRP-ε" in proc.stdout and "Random" in proc.stdout
     assert "10/10 images" in proc.stderr  # the progress bar
-    for name in ("curves.csv", "summary.csv", "curves.html"):
+    for name in ("curves.csv", "summary.csv", "plots/curves.html", "curves.npz"):
         assert (out / name).exists(), name
     with (out / "curves.csv").open() as f:
         assert len(list(csv.reader(f))) == 1 + 4

@@ -125,23 +125,29 @@ def _existing_hash(out: Path) -> str | None:
     return None
 
 
-def open_folder(cfg: BatchConfig, backend: str, extra: dict[str, Any] | None = None) -> Path:
-    """Create or reopen the results folder ``cfg.out`` and write its ``config.json``;
-    :class:`BatchError` when it holds another config (without ``overwrite``)."""
+def open_folder(cfg: BatchConfig, backend: str, extra: dict[str, Any] | None = None,
+                replace_other: bool = False) -> Path:
+    """Create or reopen the results folder ``cfg.out`` and write its ``config.json``.
+
+    ``cfg.overwrite``: empty it first. Otherwise a folder of the same config is resumed, and
+    one of another config (or a non-empty folder without results) is refused with
+    :class:`BatchError`, or emptied with ``replace_other`` (the old commands' way: each run
+    replaced their outputs)."""
     out = Path(cfg.out).expanduser()
     if out.exists() and not out.is_dir():
         raise BatchError(f"--out {out} is a file, not a folder")
     digest = config_hash(cfg)
+    replace = cfg.overwrite or replace_other
     try:
         old = _existing_hash(out)
     except BatchError:
-        if not cfg.overwrite:
+        if not replace:
             raise
-        old = None
-    if old is not None and old != digest and not cfg.overwrite:
+        old = ""
+    if old is not None and old != digest and not replace:
         raise BatchError(f"{out} holds the results of another configuration: choose another "
                          "--out, or --overwrite to replace them")
-    if cfg.overwrite and (old is None or old != digest):
+    if cfg.overwrite or (replace_other and old is not None and old != digest):
         _clear(out)
     (out / ITEMS).mkdir(parents=True, exist_ok=True)
     for tmp in (out / ITEMS).glob(".*.tmp"):  # left by a process killed mid-write
@@ -168,8 +174,9 @@ def _record_listing_skips(out: Path, listing: Listing) -> None:
         _write_atomic(folder / f"{key}.json", lambda f, t=text: f.write(t))
 
 
-def prepare(cfg: BatchConfig, backend: str = "local") -> Plan:
-    """Check ``cfg``, list its items, open the results folder, and plan the batches left.
+def prepare(cfg: BatchConfig, backend: str = "local", replace_other: bool = False) -> Plan:
+    """Check ``cfg``, list its items, open the results folder, and plan the batches left
+    (``replace_other``: see :func:`open_folder`).
 
     Raises :class:`~lrp_engine.batch.config.ConfigError` (bad settings, nothing to read) or
     :class:`BatchError` (a folder of another config)."""
@@ -178,7 +185,7 @@ def prepare(cfg: BatchConfig, backend: str = "local") -> Plan:
     listing = list_items(cfg)
     extra = {"model": cfg.model_name, "classes": listing.classes,
              "n_items": len(listing.rows), "notes": listing.notes}
-    out = open_folder(cfg, backend, extra)
+    out = open_folder(cfg, backend, extra, replace_other)
     _record_listing_skips(out, listing)
     done = {p.stem for p in (out / ITEMS).glob("*.npz")}
     rows = listing.rows
@@ -191,26 +198,28 @@ def prepare(cfg: BatchConfig, backend: str = "local") -> Plan:
 
 # -- the run -------------------------------------------------------------------------------
 
-def _bar(cfg: BatchConfig, total: int, stream: TextIO | None) -> Any:
+def _bar(cfg: BatchConfig, total: int, label: str, stream: TextIO | None) -> Any:
     if cfg.quiet or total == 0:
         return None
     from ..cli import ProgressBar
 
-    return ProgressBar(total, "batch", stream=stream)
+    return ProgressBar(total, label, stream=stream)
 
 
 def run_local(cfg: BatchConfig, *, plots: bool = True, on_progress: ProgressFn | None = None,
-              worker: BatchWorker | None = None, stream: TextIO | None = None) -> RunReport:
+              worker: BatchWorker | None = None, stream: TextIO | None = None,
+              label: str = "batch", replace_other: bool = False) -> RunReport:
     """Run ``cfg`` in this process and finalise its folder.
 
     ``on_progress(done, total)`` after each batch (items of this run); ``worker``: one made
-    already (tests count its calls); ``stream``: where the progress bar goes (stderr).
-    Raises :class:`Interrupted` on Ctrl-C, after finalising the finished items.
+    already (tests count its calls); ``stream``: where the progress bar (``label``) goes
+    (stderr); ``replace_other``: see :func:`open_folder`. Raises :class:`Interrupted` on
+    Ctrl-C, after finalising the finished items.
     """
     t0 = time.perf_counter()
-    plan = prepare(cfg, "local")
+    plan = prepare(cfg, "local", replace_other)
     total = plan.n_todo
-    bar = _bar(cfg, total, stream if stream is not None else sys.stderr)
+    bar = _bar(cfg, total, label, stream if stream is not None else sys.stderr)
     report = RunReport(plan.out, plan.n_items, plan.n_done, 0, len(plan.listing.skipped),
                        0.0, notes=list(plan.listing.notes))
     w = worker

@@ -45,10 +45,11 @@ from .worker import ITEMS, SKIPPED, _write_atomic, read_item_row
 
 FORMAT = 1
 CONFIG_FILE = "config.json"
-#: the files and folders a results folder holds (``--overwrite`` removes these only)
+#: the files and folders a results folder holds (``--overwrite`` removes these only; the
+#: last three: what ``experiment pixel-flipping`` wrote before it ran through batch)
 OWNED = ("config.json", "items", "skipped", "plots", "metrics.csv", "metrics.parquet",
          "summary.csv", "curves.csv", "certainty.csv", "skipped.csv", "summary.md",
-         "curves.npz")
+         "curves.npz", "curves.html", "curves.png")
 #: metrics where a higher value means a more faithful / better-placed map
 HIGHER_IS_BETTER = {"pf_auc": False, "rp_auc": False, "pf_aopc": True, "rp_aopc": True,
                     "rma": True, "pointing": True, CERTAINTY: True}

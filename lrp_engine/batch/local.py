@@ -118,7 +118,9 @@ def _existing_hash(out: Path) -> str | None:
             info = None
         if isinstance(info, dict) and info.get("format") == FORMAT:
             return str(info.get("config_hash", ""))
-    if out.is_dir() and any(out.iterdir()):
+    foreign = [p for p in out.iterdir() if p.name not in OWNED] if out.is_dir() else []
+    orphans = list((out / ITEMS).glob("*.npz")) if (out / ITEMS).is_dir() else []
+    if foreign or orphans:  # another program's files, or items of an unknown config
         raise BatchError(f"{out} is not empty and holds no batch results: choose another "
                          "--out, or --overwrite (which removes only a results folder's own "
                          "files)")

@@ -21,6 +21,10 @@ PAGES = (
     ("pixel_flipping.py", "Pixel flipping", ":material/query_stats:",
      "Which explanation is most faithful? Flip the most relevant pixels first and watch the "
      "score fall, live, for LRP, B-LRP, Gradient×Input and a random order."),
+    ("results.py", "Results", ":material/table_chart:",
+     "Read a folder written by the batch command (on this machine or on Ray): mean curves, "
+     "the summary table, and every item sorted by a metric, worst explained first, with "
+     "its maps."),
     ("filters.py", "Filters", ":material/grid_view:",
      "The first convolution's filters and the activation maps of the current digit."),
     ("image_explorer.py", "Image explorer", ":material/image:",

@@ -12,6 +12,7 @@ from .harness import assert_no_exception, page_exists, shot, wait_idle
 PAGES = {
     "digits.py": "Digits",
     "pixel_flipping.py": "Pixel flipping",
+    "results.py": "Results",
     "filters.py": "Filters",
     "image_explorer.py": "Image explorer",
     "mri_inspector.py": "MRI inspector",

@@ -190,3 +190,22 @@ def test_dicom_and_nifti_files(tmp_path: Path) -> None:
     assert "3-D volume" in folder.skipped()[0]["reason"]
     item = folder.item(folder.keys()[0])
     assert item.input.shape == (96, 96) and item.maps["epsilon"].shape == (96, 96)
+
+
+def test_an_empty_mask_counts_as_no_mask(tmp_path: Path) -> None:
+    """An all-black mask (an image without the object) has no region to point at: its
+    relevance mass accuracy and pointing game are NaN, not 0, and no mask is stored."""
+    names = digit_folder(tmp_path / "digits", 4, masks=tmp_path / "masks", mask_every=1)
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "masks" / names[1])
+    cfg = fast_config(input=str(tmp_path / "digits"), masks=str(tmp_path / "masks"),
+                      out=str(tmp_path / "out"), methods=("epsilon",), metrics=("rma",
+                      "pointing"))
+    run_local(cfg)
+    folder = ResultsFolder(tmp_path / "out")
+    rows = {r["name"]: r for r in folder.metrics_rows()}
+    empty, full = rows[names[1]], rows[names[0]]
+    assert math.isnan(float(empty["epsilon.rma"]))
+    assert math.isnan(float(empty["epsilon.pointing"]))
+    assert 0.0 <= float(full["epsilon.rma"]) <= 1.0
+    assert folder.item(empty["key"]).mask is None
+    assert folder.item(full["key"]).mask is not None

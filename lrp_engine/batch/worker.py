@@ -241,7 +241,7 @@ def _mask_tensor(card: Any, data: bytes) -> Tensor:
 @dataclass
 class Decoded:
     """The decodable items of one batch: rows, inputs x [n, C, H, W], masks [n, H, W]
-    (None: no item has one; all-False rows: that item has none) and ``has_mask`` [n]."""
+    (None: no item has one; all-False rows: that item has none, or an empty one) and ``has_mask`` [n]."""
 
     rows: list[Row]
     x: Tensor
@@ -379,7 +379,8 @@ class BatchWorker:
         shapes = {tuple(x.shape) for x in xs}
         if len(shapes) > 1:
             raise ConfigError(f"the items' inputs differ in shape {sorted(shapes)}")
-        has = [m is not None for m in masks]
+        # an all-False mask (an image without a lesion) has no region to point at: no mask
+        has = [m is not None and bool(m.any()) for m in masks]
         h, w = xs[0].shape[-2:]
         mt = (torch.stack([m if m is not None else torch.zeros(h, w, dtype=torch.bool)
                            for m in masks]) if any(has) else None)

@@ -206,13 +206,14 @@ def _connect(ray: Any, address: str) -> float:
                            f"'ray[client]=={ray.__version__}' (or run on the cluster's "
                            "head node with --ray auto)") from None
     t0 = time.perf_counter()
-    target = resolve_address(address)
-    probe(target)
-    try:
-        ray.init(address=target, log_to_driver=False, logging_level=logging.ERROR,
+    probe(resolve_address(address))
+    try:  # "auto" as given: Ray then also picks up this machine's cluster token, if any
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)
     except Exception as e:
-        raise RayError(f"cannot join the Ray cluster at {address}: {_first_line(e)}") from None
+        raise RayError(f"cannot join the Ray cluster at {address}: {_first_line(e)} (a "
+                       "cluster with token authentication also needs RAY_AUTH_MODE=token and "
+                       "its token here: see Ray's token-auth docs)") from None
     _quiet(ray)
     return time.perf_counter() - t0
 
@@ -413,8 +414,8 @@ def run_ray(cfg: BatchConfig, *, plots: bool = True, on_progress: ProgressFn | N
             # the bar's clock starts once Ray is up (its ETA is the items' pace)
             bar = _bar(cfg, plan.n_todo, label, stream if stream is not None else sys.stderr)
             res = _resources(ray, cfg, len(plan.batches))
-            where = s.address or ("a local Ray started for the job" if s.started
-                                  else "the running Ray")
+            where = (f"the Ray cluster at {s.address}" if s.address else
+                     "a local Ray started for the job" if s.started else "the running Ray")
             report.notes.append(f"{res.describe()} on {where}"
                                 + (f" (ray.init {s.init_s:.1f} s)" if s.started else ""))
             with _ray_warnings_off():

@@ -217,8 +217,8 @@ def match_prefixes(sd: dict[str, Tensor], expected: set[str],
                     s = _strip(cand, p)
                     score = len(expected & s.keys())
                     if score > best_score:
-                        best, best_score, best_path = s, score, path + [p]
-                    nxt.append((s, path + [p]))
+                        best, best_score, best_path = s, score, [*path, p]
+                    nxt.append((s, [*path, p]))
         frontier = nxt
     return best, best_path
 

@@ -35,7 +35,7 @@ class ProgressBar:
 
     def update(self, done: int) -> None:
         frac = done / self.total if self.total else 1.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / frac - elapsed if frac > 0 else float("nan")
         line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "

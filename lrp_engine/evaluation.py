@@ -225,7 +225,7 @@ def to_channels_last(t: Tensor) -> Tensor:
     """``t`` [N, C, H, W] with exactly channels-last strides, also when C = 1 (where
     ``contiguous(memory_format=...)`` keeps the ambiguous default strides, and convolutions
     then fall back to the slower channels-first layout)."""
-    n, c, h, w = t.shape
+    _, c, h, w = t.shape
     strides = (h * w * c, 1, w * c, c)
     if t.stride() == strides:
         return t

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -229,7 +230,7 @@ class MRIDemoNet(nn.Module):
         super().__init__()
         chans = (1, 16, 32, 64, 64)
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+        for cin, cout in itertools.pairwise(chans):
             layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
                        nn.ReLU(), nn.MaxPool2d(2)]
         self.features = nn.Sequential(*layers)

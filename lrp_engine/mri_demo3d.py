@@ -22,6 +22,7 @@ any intensity units) to it. Train and test lesions are centred on disjoint templ
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -276,7 +277,7 @@ class MRIDemo3DNet(nn.Module):
         super().__init__()
         chans = (1, 8, 16, 32)
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+        for cin, cout in itertools.pairwise(chans):
             layers += [nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
                        nn.ReLU(), nn.MaxPool3d(2)]
         layers += [nn.Conv3d(chans[-1], 32, 3, padding=1, bias=False), nn.BatchNorm3d(32),

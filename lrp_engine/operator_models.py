@@ -145,7 +145,7 @@ def build(spec: OperatorModel) -> nn.Module:
     except AttributeError:
         raise OperatorModelError(f"{spec.name}: {spec.file} has no class "
                                  f"{spec.class_name}") from None
-    except Exception as e:  # the operator's own code: say what failed
+    except Exception as e:  # noqa: BLE001 - the operator's own code: say what failed
         raise OperatorModelError(f"{spec.name}: building {spec.class_name} from {spec.file} "
                                  f"failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
@@ -161,7 +161,7 @@ def build(spec: OperatorModel) -> nn.Module:
                 state["state_dict"], dict):
             state = state["state_dict"]
         model.load_state_dict(state, strict=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load and load_state_dict raise many types
         raise OperatorModelError(f"{spec.name}: the weights {spec.weights} do not load: "
                                  f"{str(e).splitlines()[0][:300]}") from None
     return model.eval()

@@ -35,7 +35,7 @@ SEISMIC_ANCHORS: tuple[tuple[float, tuple[float, float, float]], ...] = (
 
 
 def _rgb_css(rgb: Sequence[float], alpha: float | None = None) -> str:
-    r, g, b = (int(round(255 * c)) for c in rgb)
+    r, g, b = (round(255 * c) for c in rgb)
     return f"rgb({r},{g},{b})" if alpha is None else f"rgba({r},{g},{b},{alpha:.3f})"
 
 

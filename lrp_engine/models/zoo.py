@@ -391,7 +391,7 @@ def _read_state_dict(path: Path) -> OrderedDict:
         raise WeightsUnavailableError(f"weights file not found: {path}") from None
     except IsADirectoryError:
         raise WeightsUnavailableError(f"{path} is a folder, not a weights file") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+    except Exception as e:  # any unreadable file is reported the same way
         raise WeightsUnavailableError(
             f"could not read weights from {path}: {type(e).__name__}: {e}") from e
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

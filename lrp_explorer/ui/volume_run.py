@@ -69,7 +69,7 @@ def _on_strip_select(axis: int) -> None:
     points = getattr(getattr(sel, "selection", None), "points", None) or (
         (sel or {}).get("selection", {}).get("points") if isinstance(sel, dict) else None)
     if points:
-        _jump(axis, int(round(float(points[0]["x"]))) - 1)
+        _jump(axis, round(float(points[0]["x"])) - 1)
 
 
 def strip_figure(scores: np.ndarray, current: int, title: str) -> go.Figure:

@@ -273,12 +273,8 @@ def damage(e: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _frames(ds: object, max_voxels: int) -> DicomFrames:
-    if not is_image(ds):
-        raise ScanLoadError("this DICOM file has no pixel data")
-    uid = transfer_syntax_uid(ds)
-    arr = _decode(ds, uid, max_voxels)
-    notes: list[str] = []
+def _grey_frames(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The decoded pixel array as frames ``[F, rows, cols]``: colour turned into luminance."""
     n = int(_first(getattr(ds, "NumberOfFrames", 1)) or 1)
     spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     colour = spp == 3 or (arr.ndim == (4 if n > 1 else 3) and arr.shape[-1] in (3, 4))
@@ -289,10 +285,15 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         notes.append("colour image converted to grey (luminance)")
     if arr.ndim != 3:
         raise ScanLoadError(f"expected 2-D frames, got pixel data of shape {list(arr.shape)}")
-    f = arr.shape[0]
-    values = arr.astype(np.float64)  # before any arithmetic: no 16-bit overflow
+    return arr
+
+
+def _rescaled(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The frames in float64 (before any arithmetic: no 16-bit overflow), each rescaled by
+    its slope and intercept; non-finite values become 0."""
+    values = arr.astype(np.float64)
     rescaled = set()
-    for k in range(f):
+    for k in range(arr.shape[0]):
         s = _first(_attr(ds, k, "PixelValueTransformationSequence", "RescaleSlope"))
         b = _first(_attr(ds, k, "PixelValueTransformationSequence", "RescaleIntercept"))
         s, b = (1.0 if s is None else s), (0.0 if b is None else b)
@@ -308,29 +309,56 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         bad = int((~np.isfinite(values)).sum())
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
         notes.append(f"{bad} non-finite pixel values replaced by 0")
+    return values
 
+
+def _positions(ds: object, f: int) -> np.ndarray | None:
+    """Each frame's ImagePositionPatient ``[F, 3]``; None unless every frame has its own
+    (one top-level position for many frames is not theirs)."""
     positions = [_floats(_attr(ds, k, "PlanePositionSequence", "ImagePositionPatient"))
                  for k in range(f)]
     has_positions = all(p is not None and len(p) == 3 for p in positions)
     per_frame = _group_value(ds, 0, "PlanePositionSequence", "ImagePositionPatient") is not None
-    if f > 1 and has_positions and not per_frame:  # one top-level position for many frames
+    if f > 1 and not per_frame:
         has_positions = False
+    return np.array(positions, dtype=np.float64) if has_positions else None
+
+
+def _orientation(ds: object, notes: list[str]) -> np.ndarray | None:
+    """ImageOrientationPatient as two unit vectors (row, column); None when absent or
+    degenerate."""
     iop = _floats(_attr(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient"))
-    orientation = np.array(iop[:6]) if iop and len(iop) >= 6 else None
-    if orientation is not None:
-        r, c = orientation[:3], orientation[3:]
-        if min(np.linalg.norm(r), np.linalg.norm(c)) < 1e-3 or \
-                np.linalg.norm(np.cross(r, c)) < 1e-3:
-            orientation = None
-            notes.append("ImageOrientationPatient is degenerate: ignored")
-        else:
-            orientation = np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+    if not iop or len(iop) < 6:
+        return None
+    r, c = np.array(iop[:3]), np.array(iop[3:6])
+    if min(np.linalg.norm(r), np.linalg.norm(c)) < 1e-3 or \
+            np.linalg.norm(np.cross(r, c)) < 1e-3:
+        notes.append("ImageOrientationPatient is degenerate: ignored")
+        return None
+    return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+
+
+def _pixel_spacing(ds: object) -> tuple[float, float] | None:
     ps = _floats(_attr(ds, 0, "PixelMeasuresSequence", "PixelSpacing"))
     if ps is None:
         ps = _floats(getattr(ds, "ImagerPixelSpacing", None))
-    spacing = (ps[0], ps[1]) if ps and len(ps) >= 2 and min(ps[:2]) > 0 else None
-    thickness = _first(_attr(ds, 0, "PixelMeasuresSequence", "SliceThickness"))
-    between = _first(_attr(ds, 0, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+    return (ps[0], ps[1]) if ps and len(ps) >= 2 and min(ps[:2]) > 0 else None
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value and value > 0 else None
+
+
+def _frames(ds: object, max_voxels: int) -> DicomFrames:
+    if not is_image(ds):
+        raise ScanLoadError("this DICOM file has no pixel data")
+    uid = transfer_syntax_uid(ds)
+    notes: list[str] = []
+    values = _rescaled(ds, _grey_frames(ds, _decode(ds, uid, max_voxels), notes), notes)
+    f = values.shape[0]
+    positions = _positions(ds, f)
+    orientation = _orientation(ds, notes)
+    spacing = _pixel_spacing(ds)
     inst = _first(getattr(ds, "InstanceNumber", None))
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "").strip()
     meta = _meta(ds, uid)
@@ -341,10 +369,11 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         meta["pixel_spacing_mm"] = [spacing[0], spacing[1]]
     return DicomFrames(
         pixels=values.astype(np.float32), monochrome1=photometric == "MONOCHROME1",
-        positions=np.array(positions, dtype=np.float64) if has_positions else None,
-        orientation=orientation, pixel_spacing=spacing,
-        slice_thickness=thickness if thickness and thickness > 0 else None,
-        spacing_between_slices=between if between and between > 0 else None,
+        positions=positions, orientation=orientation, pixel_spacing=spacing,
+        slice_thickness=_positive(_first(_attr(ds, 0, "PixelMeasuresSequence",
+                                                "SliceThickness"))),
+        spacing_between_slices=_positive(_first(_attr(ds, 0, "PixelMeasuresSequence",
+                                                       "SpacingBetweenSlices"))),
         instance_number=None if inst is None else int(inst),
         series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""), multi_frame=f > 1,
         windows=_windows(ds), meta=meta, notes=notes, study_date=study_date(ds))

@@ -35,7 +35,7 @@ from .core import (
     input_shaped,
     resolve_target,
 )
-from .layers import LayerTable, layer_table, model_macs
+from .layers import DROPOUT_TYPES, LayerTable, layer_table, model_macs
 
 DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
 
@@ -96,6 +96,7 @@ def dropout_masks(model: nn.Module, table: LayerTable, n_samples: int, seed: int
         module = model.get_submodule(info.name)
         if isinstance(module, nn.AlphaDropout):
             raise ValueError(f"B-LRP does not support AlphaDropout ({info.name!r})")
+        assert isinstance(module, DROPOUT_TYPES)  # what the role "dropout" means
         p = float(module.p)
         shape = tuple(info.out_shape)
         if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
@@ -240,7 +241,7 @@ def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, copies, kee
             torch.enable_grad():
         logits = model(xr)
     if logits.shape[0] != s * n or sampler.head_input is None \
-            or sampler.trunk_output.shape[0] != copies * n:
+            or sampler.trunk_output is None or sampler.trunk_output.shape[0] != copies * n:
         raise _NotShareable("the head did not run on all samples")
     t, probs = _posterior_target(logits, s, n, target)
     with torch.enable_grad():
@@ -276,18 +277,25 @@ def _replicated_pass(model: nn.Module, x: Tensor, table: LayerTable, comp: Compo
     return xr, logits, rp
 
 
+def _plus(total: Tensor | None, t: Tensor) -> Tensor:
+    """A running sum that starts at its first term."""
+    return t if total is None else total + t
+
+
 def _blrp_replicated(model, x, table, comp, masks, target, s, n, alphas, chunk_size, keep,
                      progress) -> BLRPResult:
     s_run = s if masks else 1  # without dropout every sample is the same network
     step = min(chunk_size or s_run, s_run)
     if target is None and s_run > step:  # the posterior-mean prediction needs all samples
-        psum = 0
+        psum: Tensor | None = None
         for c0 in range(0, s_run, step):
             k = min(step, s_run - c0)
             logits = _replicated_pass(model, x, table, comp, masks, c0, k)[1].detach()
-            psum = psum + logits.softmax(1).view(k, n, -1).sum(0)
+            psum = _plus(psum, logits.softmax(1).view(k, n, -1).sum(0))
+        assert psum is not None
         target = psum.argmax(1)
-    parts, psum = [], 0
+    parts: list[Tensor] = []
+    psum = None
     for c0 in range(0, s_run, step):
         k = min(step, s_run - c0)
         xr, logits, rp = _replicated_pass(model, x, table, comp, masks, c0, k)
@@ -297,11 +305,12 @@ def _blrp_replicated(model, x, table, comp, masks, target, s, n, alphas, chunk_s
                                         allow_unused=True)
         rel = _input_relevance(xr, rp.references, grads, ())
         parts.append(rel.detach().view(k, n, *x.shape[1:]))
-        psum = psum + probs * k
+        psum = _plus(psum, probs * k)
         if progress is not None:
             progress(min(s, round((c0 + k) * s / s_run)), s)
     rel = torch.cat(parts)
     if s_run < s:
         rel = rel.expand(s, *rel.shape[1:])
+    assert psum is not None  # s_run ≥ 1: the loop ran
     probs = psum / s_run
     return _finish(rel, alphas, resolve_target(target, probs).argmax(1), probs, keep)

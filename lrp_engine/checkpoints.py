@@ -34,6 +34,7 @@ import struct
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
@@ -161,7 +162,7 @@ def read_state_dict(data: bytes, filename: str = "") -> tuple[dict[str, Tensor],
     return sd, notes
 
 
-def _is_tensor_dict(obj: object) -> bool:
+def _is_tensor_dict(obj: object) -> TypeGuard[dict[str, Tensor]]:
     return isinstance(obj, dict) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
 
@@ -208,7 +209,7 @@ def match_prefixes(sd: dict[str, Tensor], expected: set[str],
     """Strip wrapper prefixes (each only if every key has it) when that makes more keys
     match ``expected``; returns the best dict and the prefixes stripped, in order."""
     best, best_score, best_path = sd, len(expected & sd.keys()), []
-    frontier = [(sd, [])]
+    frontier: list[tuple[dict[str, Tensor], list[str]]] = [(sd, [])]
     for _ in range(3):
         nxt = []
         for cand, path in frontier:

@@ -17,7 +17,7 @@ import inspect
 import io
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from .models.card import (
 )
 
 if TYPE_CHECKING:
+    from .composites import Composite
     from .models.zoo import LoadedModel
 
 #: largest image file read (bytes)
@@ -150,7 +151,7 @@ def _write(path: str, png: bytes) -> Path:
     return outp
 
 
-def explain_file(args: argparse.Namespace, out: object = None) -> dict[str, object]:
+def explain_file(args: argparse.Namespace, out: TextIO | None = None) -> dict[str, object]:
     """Do the work of ``explain`` and print its report to ``out``; returns the facts
     (``arch``, ``card``, ``card_source``, ``prediction``, ``logit``, ``target``,
     ``relevance_sum``, ``output``). Raises :class:`ExplainError` or a plain ValueError."""
@@ -243,7 +244,7 @@ def _input_channels(model: nn.Module) -> int | None:
     return None
 
 
-def _composite(name: str, card: PreprocessingCard) -> object:
+def _composite(name: str, card: PreprocessingCard) -> Composite:
     """The preset ``name``; presets with a zB box get the card's pixel bounds."""
     from .composites import PRESETS, get_composite
 

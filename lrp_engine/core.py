@@ -124,7 +124,9 @@ def relevance_backward(logits: Tensor, target: Tensor, x: Tensor,
     reference contributions; also returns the references' gradients."""
     grads = torch.autograd.grad(logits, [x, *references], grad_outputs=target,
                                 allow_unused=True)
-    gx, gref = grads[0], list(grads[1:])
+    # allow_unused: an input the graph does not reach has the gradient None
+    gx: Tensor | None = grads[0]
+    gref: list[Tensor | None] = list(grads[1:])
     rel = x.detach() * gx if gx is not None else torch.zeros_like(x)
     for ref, g in zip(references, gref, strict=True):
         if g is not None:

@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from .core import explain, gradient_x_input
 from .data import MNIST_MEAN, MNIST_STD
 from .evaluation import (
+    Fill,
+    Score,
     aopc,
     auc,
     channels_last_copy,
@@ -64,8 +66,8 @@ class PixelFlippingConfig:
     n_samples: int = 100
     steps: int = 64
     pixels_per_step: int = 4
-    fill: str = "uniform"
-    score: str = "logit"
+    fill: Fill = "uniform"
+    score: Score = "logit"
     composite: str = "epsilon"
     alphas: tuple[float, ...] = (5, 25, 50, 75, 95)
     methods: tuple[str, ...] = METHOD_KINDS
@@ -130,7 +132,7 @@ class ExperimentResult:
     def summary(self) -> list[dict[str, float | int | str]]:
         """One row per method: mean AUC (lower = more faithful) and AOPC (higher = more
         faithful) over images, with standard errors of the mean."""
-        rows = []
+        rows: list[dict[str, float | int | str]] = []
         for key, c in self.curves.items():
             t = torch.from_numpy(c)
             a, o = auc(t).numpy(), aopc(t).numpy()
@@ -366,8 +368,9 @@ def write_outputs(result: ExperimentResult, out_dir: str | Path) -> tuple[list[P
     out.mkdir(parents=True, exist_ok=True)
     paths = [_write_curves_csv(result, out / "curves.csv"),
              _write_summary_csv(result, out / "summary.csv")]
+    # numpy's stub matches the curves' **kwargs against its allow_pickle keyword
     np.savez_compressed(out / "curves.npz", fraction_flipped=result.fraction_flipped,
-                        targets=result.targets, **result.curves)
+                        targets=result.targets, **result.curves)  # type: ignore[arg-type]
     paths.append(out / "curves.npz")
     paths.append(_write_config(result, out / "config.json"))
     fig = curves_figure(result)

@@ -183,6 +183,6 @@ def image_to_digit(img: Image.Image) -> np.ndarray:
                              "read.")
     ink = np.clip((a - bg) / span, 0.0, 1.0)
     res = ink_to_digit(ink, source="image")
-    if not res.ok:
+    if res.image is None:
         raise ImageLoadError(res.reason or "No digit was found in the image.")
     return res.image

@@ -205,8 +205,9 @@ def model_macs(model: nn.Module, table: LayerTable, stop_at_dropout: bool = Fals
     for info in table:
         if info.role == Role.DROPOUT and stop_at_dropout:
             break
-        if info.role == Role.LINEAR:
-            w = model.get_submodule(info.name).weight
+        layer = model.get_submodule(info.name)
+        if info.role == Role.LINEAR and isinstance(layer, LINEAR_TYPES):
+            w = layer.weight
             out = 1
             for d in info.out_shape:
                 out *= d

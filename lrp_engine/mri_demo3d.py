@@ -85,7 +85,8 @@ def _resample(a: Tensor, size: Sequence[int]) -> Tensor:
     if grow != tuple(a.shape[2:]):
         a = F.interpolate(a, size=grow, mode="trilinear", align_corners=False)
     if grow != tuple(size):
-        a = F.adaptive_avg_pool3d(a, tuple(size))
+        d, h, w = size
+        a = F.adaptive_avg_pool3d(a, (d, h, w))
     return a
 
 
@@ -295,6 +296,7 @@ class MRIDemo3DNet(nn.Module):
         ln 4): every volume is the same template brain, whose many edges outweigh a lesion's
         few voxels in every max pool, so no gradient reached the lesions."""
         conv, bn = self.features[0], self.features[1]
+        assert isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d)
         with torch.no_grad():
             conv.weight.mul_(0.3).add_(1.0 / conv.weight[0].numel())
             bn.bias.fill_(-1.5)

@@ -445,7 +445,9 @@ def tiles_figure(tiles: Any, ncols: int = 8, diverging: bool = True,
     big, idx = mosaic(scaled, ncols)
     raw, _ = mosaic(t, ncols)
     custom = np.stack([idx, np.asarray(_round(np.nan_to_num(raw)))], -1)
-    tr = go.Heatmap(z=np.where(np.isnan(big), None, np.round(big, 4)).tolist(),
+    z = np.round(big, 4).astype(object)
+    z[np.isnan(big)] = None  # gaps: no tile there
+    tr = go.Heatmap(z=z.tolist(),
                     customdata=custom.tolist(), colorscale=SEISMIC_COLORSCALE if diverging
                     else "Viridis", zmin=-1 if diverging else 0, zmax=1,
                     zmid=0 if diverging else None, showscale=False, hoverongaps=False,

@@ -19,9 +19,9 @@ import dataclasses
 import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor
@@ -94,7 +94,7 @@ def _numbers(value: object, what: str) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not listlike:
         raise CardError(f"{what} must be a list of numbers (one per channel), got "
                         f"{_show(value)}")
-    items = list(value)  # type: ignore[call-overload]
+    items = list(cast("Iterable[object]", value))  # a sequence, tensor or array (above)
     if len(items) > 16:
         raise CardError(f"{what} has {len(items)} values; a card has at most 3 channels")
     return tuple(_real(v.item() if hasattr(v, "item") else v, f"each value of {what}")
@@ -269,13 +269,13 @@ class PreprocessingCard:
         [1, C, H, W]: :meth:`to_pixels`, then :meth:`normalise`."""
         return self.normalise(self.to_pixels(image))
 
-    def replace(self, **changes: object) -> PreprocessingCard:
+    def replace(self, **changes: Any) -> PreprocessingCard:
         """A copy with some fields changed (checked like a new card)."""
         unknown = sorted(set(changes) - set(CARD_FIELDS))
         if unknown:
             raise CardError(f"unknown card field(s) {', '.join(unknown)}; known: "
                             f"{', '.join(CARD_FIELDS)}")
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     # -- words and JSON --------------------------------------------------------------------
 

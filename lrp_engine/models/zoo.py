@@ -29,15 +29,17 @@ import re
 import urllib.error
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from ..data import MNIST_MEAN, MNIST_STD
 from . import torchvision_models as tvm
 from .card import IMAGENET_MEAN, IMAGENET_STD, PreprocessingCard
 from .efficientnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
@@ -119,25 +121,26 @@ def _torchvision_builder(name: str, num_classes: int) -> nn.Module:
                                **tvm.BUILD_KWARGS.get(name, {}))
 
 
-_MNIST = {"mean": (0.1307,), "std": (0.3081,)}
+def _digits_card(side: int) -> PreprocessingCard:
+    """The bundled digit models' input: grey ``side``×``side``, MNIST's mean and std."""
+    return PreprocessingCard(size=(side, side), channels=1, interpolation="bicubic",
+                             mean=(MNIST_MEAN,), std=(MNIST_STD,))
 
 
 def _bundled() -> dict[str, ArchSpec]:
     return {
         "lenet": ArchSpec(
             "lenet", "LeNet (MNIST)", _lenet, 10,
-            PreprocessingCard(size=(32, 32), channels=1, interpolation="bicubic", **_MNIST),
+            _digits_card(32),
             "2 conv + 2 dense layers, dropout; 1×32×32 digits", "lenet"),
         "mlp": ArchSpec(
             "mlp", "MLP (MNIST)", _mlp, 10,
-            PreprocessingCard(size=(28, 28), channels=1, interpolation="bicubic", **_MNIST),
+            _digits_card(28),
             "784 → 300 → 100 → classes, fully connected; 1×28×28 digits", "mlp"),
         "efficientnet_lite0": ArchSpec(
             "efficientnet_lite0", "EfficientNet-Lite0 (bundled)",
             lambda k: EfficientNetLite0(num_classes=k), 1000,
-            PreprocessingCard(size=(224, 224), resize_size=256, interpolation="bicubic",
-                              mean=EFFNET_PREPROCESSING["mean"],
-                              std=EFFNET_PREPROCESSING["std"]),
+            EFFNET_PREPROCESSING,
             "depthwise-separable inverted residual blocks with BatchNorm, ReLU6 and residual "
             "sums; 3×224×224 RGB in [-1, 1]", "efficientnet_lite"),
         "mri_demo": ArchSpec(
@@ -287,6 +290,7 @@ def with_metadata(state: Mapping[str, Tensor], metadata: Mapping | None) -> Orde
     ``state_dict()`` records and ``load_state_dict`` hands to each module's loader)."""
     out = OrderedDict(state)
     if metadata is not None:
+        # torch's own attribute for the module versions, which OrderedDict does not declare
         out._metadata = dict(metadata)  # type: ignore[attr-defined]
     return out
 
@@ -297,7 +301,7 @@ def metadata_of(state: Mapping) -> dict | None:
     return dict(meta) if meta is not None else None
 
 
-def add_missing_counters(state: Mapping[str, Tensor], expected: set[str] | list[str]
+def add_missing_counters(state: Mapping[str, Tensor], expected: Iterable[str]
                          ) -> tuple[OrderedDict, int]:
     """Older BatchNorm checkpoints lack the ``num_batches_tracked`` counters (unused in
     eval): add the missing ones as 0. Returns the state and how many were added."""
@@ -412,8 +416,9 @@ def load_efficientnet_lite0(path: str | Path = EFFICIENTNET_LITE0_FILE) -> nn.Mo
 
 # -- pretrained weights --------------------------------------------------------------------
 
-def _torchvision_weights(arch: str) -> object:
-    """``torchvision.models.get_model_weights(arch).DEFAULT`` (a ``Weights`` enum member)."""
+def _torchvision_weights(arch: str) -> Any:
+    """``torchvision.models.get_model_weights(arch).DEFAULT`` (a ``Weights`` enum member;
+    torchvision is optional, so untyped here)."""
     from ..torchvision_compat import import_torchvision
 
     if not spec(arch).torchvision:
@@ -443,12 +448,12 @@ def _size(meta: Mapping) -> str:
     return f", {mb / 1000:.1f} GB" if mb >= 1000 else f", {mb:.0f} MB"
 
 
-def _unavailable(arch: str, weights: object, reason: str) -> WeightsUnavailableError:
-    url = weights.url  # type: ignore[attr-defined]
+def _unavailable(arch: str, weights: Any, reason: str) -> WeightsUnavailableError:
+    url = weights.url
     return WeightsUnavailableError(
         f"The ImageNet weights of {spec(arch).label} are not on this computer and could not "
         f"be downloaded ({reason}). Either connect to the internet once and try again — "
-        f"they are downloaded from {url}{_size(weights.meta)} into "  # type: ignore[attr-defined]
+        f"they are downloaded from {url}{_size(weights.meta)} into "
         f"{weights_cache_file(arch).parent} and used offline from then on — or download "
         f"the file {_file_name(url)} elsewhere and pass its path "
         f"(load_pretrained({arch!r}, path=...), or the path field in the app).")
@@ -469,7 +474,7 @@ def pretrained_state_dict(arch: str, path: str | Path | None = None, progress: b
     if cached.is_file():
         return _read_state_dict(cached)
     try:
-        state = _download(weights.url, progress)  # type: ignore[attr-defined]
+        state = _download(weights.url, progress)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
         raise _unavailable(arch, weights, f"{type(e).__name__}: {getattr(e, 'reason', e)}") \
             from e

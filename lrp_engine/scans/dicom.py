@@ -17,11 +17,15 @@ from __future__ import annotations
 import datetime as _dt
 import io
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import transfer_syntax
 from .errors import ScanLoadError
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is read (the medical extra)
+    from pydicom.dataset import Dataset
 
 #: DICOM keyword → meta key: the only attributes ever copied (none identifies a patient)
 META_TAGS: dict[str, str] = {
@@ -75,8 +79,9 @@ class DicomFrames:
         return int(self.pixels.shape[0])
 
 
-def _floats(value: object) -> list[float] | None:
-    """A DICOM numeric value or multi-value as a list of floats (None if absent or bad)."""
+def _floats(value: Any) -> list[float] | None:
+    """A DICOM numeric value or multi-value as a list of floats (None if absent or bad).
+    ``value``: what pydicom gives (a number, a string, a MultiValue …)."""
     if value is None or value == "":
         return None
     try:
@@ -88,7 +93,7 @@ def _floats(value: object) -> list[float] | None:
     return out if out and all(np.isfinite(out)) else None
 
 
-def _first(value: object) -> float | None:
+def _first(value: Any) -> float | None:
     """The first of a DICOM numeric multi-value as float (None if absent or bad)."""
     v = _floats(value)
     return v[0] if v else None
@@ -123,7 +128,7 @@ def _check_inflated_size(data: bytes, limit: int) -> None:
                             f"{limit / (1 << 20):,.1f} MiB: refused (a deflate bomb?)")
 
 
-def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> object:
+def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> Dataset:
     """Bytes → a pydicom ``Dataset`` (pixel data not yet decoded). A file without the
     preamble is read if it has image attributes; a deflated dataset may inflate to at most
     ``max_inflated`` bytes. Raises :class:`ScanLoadError`."""
@@ -149,19 +154,19 @@ def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> object:
     return ds
 
 
-def transfer_syntax_uid(ds: object) -> str | None:
+def transfer_syntax_uid(ds: Dataset) -> str | None:
     """The dataset's transfer syntax UID (None if its file meta has none)."""
     meta = getattr(ds, "file_meta", None)
     uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     return None if uid is None else str(uid)
 
 
-def is_image(ds: object) -> bool:
+def is_image(ds: Dataset) -> bool:
     """Whether the dataset holds pixel data."""
-    return any(t in ds for t in _PIXEL_TAGS)  # type: ignore[operator]
+    return any(t in ds for t in _PIXEL_TAGS)
 
 
-def _group_value(ds: object, frame: int, sequence: str, keyword: str) -> object:
+def _group_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
     """``keyword`` inside ``sequence`` of frame ``frame``'s per-frame functional group, else
     of the shared group (enhanced multi-frame objects), else None."""
     for groups, i in (("PerFrameFunctionalGroupsSequence", frame),
@@ -175,13 +180,13 @@ def _group_value(ds: object, frame: int, sequence: str, keyword: str) -> object:
     return None
 
 
-def _attr(ds: object, frame: int, sequence: str, keyword: str) -> object:
+def _attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
     """A functional-group value (:func:`_group_value`) or the top-level attribute."""
     v = _group_value(ds, frame, sequence, keyword)
     return getattr(ds, keyword, None) if v is None else v
 
 
-def study_date(ds: object) -> str | None:
+def study_date(ds: Dataset) -> str | None:
     """StudyDate as YYYY-MM-DD (None if absent or not a real date)."""
     raw = str(getattr(ds, "StudyDate", "") or "").strip()
     try:
@@ -191,7 +196,7 @@ def study_date(ds: object) -> str | None:
         return None
 
 
-def _windows(ds: object) -> dict[str, tuple[float, float]]:
+def _windows(ds: Dataset) -> dict[str, tuple[float, float]]:
     """The file's window pairs: name (WindowCenterWidthExplanation, else "from the file
     1/2/…") → (centre, width); pairs with a width ≤ 0 are dropped."""
     centres = _floats(_attr(ds, 0, "FrameVOILUTSequence", "WindowCenter"))
@@ -210,7 +215,7 @@ def _windows(ds: object) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _meta(ds: object, uid: str | None) -> dict:
+def _meta(ds: Dataset, uid: str | None) -> dict:
     out: dict = {}
     for keyword, key in META_TAGS.items():
         v = getattr(ds, keyword, None)
@@ -231,7 +236,7 @@ def _meta(ds: object, uid: str | None) -> dict:
     return out
 
 
-def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
+def _decode(ds: Dataset, uid: str | None, max_voxels: int) -> np.ndarray:
     """The pixel array, after a size check against ``max_voxels`` (a header can claim more
     frames than memory holds)."""
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
@@ -243,7 +248,7 @@ def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
         raise ScanLoadError(f"the image is too large: {n} frame(s) of {rows} × {cols} "
                             f"pixels, more than the {max_voxels:,} voxels accepted")
     try:
-        return np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
+        return np.asarray(ds.pixel_array)
     except _FATAL:
         raise
     except BaseException as e:  # noqa: BLE001 - missing plugins, corrupt data; a Rust
@@ -252,7 +257,7 @@ def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
             uid, str(e) or type(e).__name__)) from None
 
 
-def frames(ds: object, max_voxels: int = 1 << 28) -> DicomFrames:
+def frames(ds: Dataset, max_voxels: int = 1 << 28) -> DicomFrames:
     """Decode a parsed dataset (:func:`parse`) into :class:`DicomFrames`.
 
     Raises :class:`ScanLoadError` without pixel data, for a syntax that does not decode here
@@ -273,7 +278,7 @@ def damage(e: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _grey_frames(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+def _grey_frames(ds: Dataset, arr: np.ndarray, notes: list[str]) -> np.ndarray:
     """The decoded pixel array as frames ``[F, rows, cols]``: colour turned into luminance."""
     n = int(_first(getattr(ds, "NumberOfFrames", 1)) or 1)
     spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
@@ -288,7 +293,7 @@ def _grey_frames(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
     return arr
 
 
-def _rescaled(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+def _rescaled(ds: Dataset, arr: np.ndarray, notes: list[str]) -> np.ndarray:
     """The frames in float64 (before any arithmetic: no 16-bit overflow), each rescaled by
     its slope and intercept; non-finite values become 0."""
     values = arr.astype(np.float64)
@@ -312,7 +317,7 @@ def _rescaled(ds: object, arr: np.ndarray, notes: list[str]) -> np.ndarray:
     return values
 
 
-def _positions(ds: object, f: int) -> np.ndarray | None:
+def _positions(ds: Dataset, f: int) -> np.ndarray | None:
     """Each frame's ImagePositionPatient ``[F, 3]``; None unless every frame has its own
     (one top-level position for many frames is not theirs)."""
     positions = [_floats(_attr(ds, k, "PlanePositionSequence", "ImagePositionPatient"))
@@ -324,7 +329,7 @@ def _positions(ds: object, f: int) -> np.ndarray | None:
     return np.array(positions, dtype=np.float64) if has_positions else None
 
 
-def _orientation(ds: object, notes: list[str]) -> np.ndarray | None:
+def _orientation(ds: Dataset, notes: list[str]) -> np.ndarray | None:
     """ImageOrientationPatient as two unit vectors (row, column); None when absent or
     degenerate."""
     iop = _floats(_attr(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient"))
@@ -338,7 +343,7 @@ def _orientation(ds: object, notes: list[str]) -> np.ndarray | None:
     return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
 
 
-def _pixel_spacing(ds: object) -> tuple[float, float] | None:
+def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     ps = _floats(_attr(ds, 0, "PixelMeasuresSequence", "PixelSpacing"))
     if ps is None:
         ps = _floats(getattr(ds, "ImagerPixelSpacing", None))
@@ -349,7 +354,7 @@ def _positive(value: float | None) -> float | None:
     return value if value and value > 0 else None
 
 
-def _frames(ds: object, max_voxels: int) -> DicomFrames:
+def _frames(ds: Dataset, max_voxels: int) -> DicomFrames:
     if not is_image(ds):
         raise ScanLoadError("this DICOM file has no pixel data")
     uid = transfer_syntax_uid(ds)

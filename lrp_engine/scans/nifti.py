@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ScanLoadError
 from .volume import Volume
+
+if TYPE_CHECKING:  # nibabel is imported where a NIfTI file is read (the medical extra)
+    from nibabel.nifti1 import Nifti1Header, Nifti1Image
 
 #: the largest decompressed NIfTI accepted (a gzip bomb guard), bytes
 MAX_NIFTI_BYTES = 1 << 30
@@ -56,7 +60,7 @@ def looks_like_nifti(data: bytes) -> bool:
         != set()
 
 
-def image(raw: bytes) -> object:
+def image(raw: bytes) -> Nifti1Image:
     """Uncompressed NIfTI bytes → a nibabel image. Raises :class:`ScanLoadError`."""
     import nibabel as nib
 
@@ -73,7 +77,7 @@ def image(raw: bytes) -> object:
         raise ScanLoadError(f"this NIfTI file could not be read: {e}") from None
 
 
-def _first_volume(img: object, max_voxels: int | None, notes: list[str]) -> object:
+def _first_volume(img: Nifti1Image, max_voxels: int | None, notes: list[str]) -> Nifti1Image:
     """The image's first 3-D volume (a 2-D image: one slice); refuses more than
     ``max_voxels``."""
     import nibabel as nib
@@ -96,7 +100,7 @@ def _first_volume(img: object, max_voxels: int | None, notes: list[str]) -> obje
     return img
 
 
-def _header_oriented(header: object, notes: list[str]) -> bool:
+def _header_oriented(header: Nifti1Header, notes: list[str]) -> bool:
     """Whether the header gives an orientation (a qform or sform code)."""
     try:
         if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
@@ -108,7 +112,7 @@ def _header_oriented(header: object, notes: list[str]) -> bool:
     return True
 
 
-def _canonical(img: object, notes: list[str]) -> tuple[object, bool]:
+def _canonical(img: Nifti1Image, notes: list[str]) -> tuple[Nifti1Image, bool]:
     """The image in RAS+ order, and False when its orientation could not be determined
     (then as stored)."""
     import nibabel as nib
@@ -124,7 +128,7 @@ def _canonical(img: object, notes: list[str]) -> tuple[object, bool]:
     return canonical, True
 
 
-def _finite_data(img: object, notes: list[str]) -> np.ndarray:
+def _finite_data(img: Nifti1Image, notes: list[str]) -> np.ndarray:
     """The image's voxels, float32; NaN → 0, ±Inf → the finite max/min."""
     try:
         vol = np.asarray(img.get_fdata(dtype=np.float32))
@@ -141,7 +145,7 @@ def _finite_data(img: object, notes: list[str]) -> np.ndarray:
     return vol
 
 
-def _windows(header: object) -> dict[str, tuple[float, float]]:
+def _windows(header: Nifti1Header) -> dict[str, tuple[float, float]]:
     """The display window the header stores (cal_min…cal_max), if a valid one."""
     try:
         lo, hi = float(header["cal_min"]), float(header["cal_max"])
@@ -165,13 +169,14 @@ def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
     canonical, determined = _canonical(img, notes)
     oriented = oriented and determined
     vol = _finite_data(canonical, notes)
-    zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-    zooms = zooms + (1.0,) * (3 - len(zooms))
+    z = [float(v) for v in canonical.header.get_zooms()[:3]]
+    z += [1.0] * (3 - len(z))
+    zooms = (z[0], z[1], z[2])
     descrip = header.get("descrip", b"").item().decode("latin-1", "replace").strip("\x00 ") \
         if "descrip" in header else ""
     meta = {"shape": list(vol.shape), "zooms_mm": list(zooms), "orientation": "RAS",
             "datatype": str(img.get_data_dtype()), "description": descrip}
-    return NiftiData(volume=vol, zooms=zooms, meta=meta, notes=notes,  # type: ignore[arg-type]
+    return NiftiData(volume=vol, zooms=zooms, meta=meta, notes=notes,
                      oriented=oriented, windows=_windows(header))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from . import dicom, nifti, series
 from .archive import DEFAULT_LIMITS, ArchiveLimits, expand_zip, is_zip
 from .errors import ScanLoadError
 from .volume import Volume
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is read (the medical extra)
+    from pydicom.dataset import Dataset
 
 _PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM",
                   b"II*\x00", b"MM\x00*")
@@ -204,7 +208,7 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
     return out
 
 
-def _frames(ds: object, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
+def _frames(ds: Dataset, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
     """Decode within what is left of the upload's voxel cap (``used`` voxels so far)."""
     try:
         return dicom.frames(ds, max_voxels=limits.max_voxels - used)
@@ -215,7 +219,7 @@ def _frames(ds: object, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
         raise
 
 
-def _parse_dicom(name: str, data: bytes) -> object:
+def _parse_dicom(name: str, data: bytes) -> Dataset:
     try:
         return dicom.parse(data)
     except ScanLoadError as e:

@@ -249,8 +249,8 @@ def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Vo
     _check_limits(files, limits)
     notes = _merge_notes(files)
     planes = [f.pixels[k] for f in files for k in range(f.n_frames)]
-    positions = [f.positions for f in files]
-    pos = np.concatenate(positions) if all(p is not None for p in positions) else None
+    positions = [f.positions for f in files if f.positions is not None]
+    pos = np.concatenate(positions) if len(positions) == len(files) else None
     normal = _slice_normal(first.orientation)
     idx, step = _stack_order(files, planes, pos, normal, notes)
     ps = first.pixel_spacing
@@ -271,7 +271,8 @@ def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Vo
     else:
         data, spacing = _as_stored(arr, notes), stored_spacing
     meta["spacing_mm"] = [round(float(s), 4) for s in spacing]
-    return Volume(data=data, spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+    sx, sy, sz = spacing
+    return Volume(data=data, spacing=(float(sx), float(sy), float(sz)),
                   kind="DICOM", description=describe(meta, int(arr.shape[2]),
                                                      first.multi_frame),
                   oriented=normal is not None, windows=windows, meta=meta, notes=notes,

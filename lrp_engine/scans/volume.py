@@ -25,7 +25,7 @@ its heatmap) from one convention to the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,7 +68,8 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(X, Y, Z) voxels."""
-        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+        x, y, z = self.data.shape
+        return int(x), int(y), int(z)
 
     def n_slices(self, axis: int) -> int:
         """How many slices there are along ``axis``."""
@@ -83,7 +84,7 @@ class Volume:
     @classmethod
     def from_display_slice(cls, image: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0),
                            convention: Convention = "neurological", oriented: bool = True,
-                           **kw: object) -> Volume:
+                           **kw: Any) -> Volume:
         """A one-slice axial volume from a 2-D image [rows, cols] laid out in ``convention``
         (anterior at the top). ``spacing``: mm per (row, column)."""
         a = np.asarray(image, dtype=np.float32)
@@ -95,13 +96,13 @@ class Volume:
     def from_axial_stack(cls, slices: np.ndarray,
                          spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
                          convention: Convention = "neurological", oriented: bool = True,
-                         **kw: object) -> Volume:
+                         **kw: Any) -> Volume:
         """A volume from axial display slices [Z, rows, cols] (slice 0 the most inferior,
         anterior at the top, laid out in ``convention``). ``spacing``: mm per (row, column,
         slice)."""
         return cls(data=axial_stack_to_ras(slices, convention),
                    spacing=(float(spacing[1]), float(spacing[0]), float(spacing[2])),
-                   oriented=oriented, **kw)  # type: ignore[arg-type]
+                   oriented=oriented, **kw)
 
 
 def _check_axis(axis: int) -> int:
@@ -113,7 +114,7 @@ def _check_axis(axis: int) -> int:
 def _check_convention(convention: str) -> Convention:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention  # type: ignore[return-value]
+    return convention
 
 
 def slice_array(data: np.ndarray, axis: int, index: int | None = None,

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .models.card import PreprocessingCard
 from .mri_demo import (
     CLASS_NAMES,
     DISCLAIMER,
@@ -47,7 +48,8 @@ from .mri_demo import (
     load_slices,
 )
 
-__all__ = ["CLASS_NAMES", "DISCLAIMER", "INPUT_SHAPE", "VOLUME_SHAPE", "MRIDemo3DNet",
+__all__ = ["CLASS_NAMES", "DISCLAIMER", "INPUT_SHAPE", "SLICE_PREPROCESSING", "VOLUME_SHAPE",
+           "MRIDemo3DNet",
            "VolumeBatch", "accuracy", "demo_volume", "draw_lesion_3d", "generate_volumes",
            "held_out_volumes", "load_mri_demo3d_model", "resample_mask", "train",
            "volume_to_input"]
@@ -58,6 +60,10 @@ VOLUME_SHAPE: tuple[int, int, int] = (32, 96, 96)
 #: the model's input grid [D, H, W]: the demo volume downsampled 4× along z (8 mm between
 #: slices) and 2× in the plane (3.94 mm pixels)
 INPUT_SHAPE: tuple[int, int, int] = (8, 48, 48)
+#: the card of the model's axial slices (a volume [1, 1, D, H, W] is made of them): grey,
+#: padded to a square and resized to 48×48, intensities in [0, 1] by a percentile window
+SLICE_PREPROCESSING = PreprocessingCard(size=INPUT_SHAPE[1:], resize="pad-square", channels=1,
+                                        mean=(), std=(), windowing="percentile")
 #: percentiles of a volume's intensities that :func:`volume_to_input` maps to 0 and to
 #: :data:`TOP_LEVEL`
 LOW_PCT, HIGH_PCT = 0.5, 99.5

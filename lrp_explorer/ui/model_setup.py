@@ -32,7 +32,13 @@ from lrp_engine.models.card import (
     card_from_json,
     card_from_safetensors,
 )
-from lrp_engine.models.zoo import ARCHITECTURES, IMAGENET_CLASSES, preprocessing, spec
+from lrp_engine.models.zoo import (
+    ARCHITECTURES,
+    IMAGENET_CLASSES,
+    bundled_weights,
+    preprocessing,
+    spec,
+)
 from lrp_engine.operator_models import (
     ENV,
     OperatorModel,
@@ -115,18 +121,14 @@ def _choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str,
     elif kind == "vgg16":
         m = _vgg16(ns)
     elif kind == "mri_demo3d":
-        from lrp_engine.mri_demo3d import CLASS_NAMES, INPUT_SHAPE
+        from lrp_engine.mri_demo3d import CLASS_NAMES, SLICE_PREPROCESSING
 
         m = ModelChoice(resources.mri_demo3d_model(), "mri_demo3d", "mri_demo3d",
                         tuple(CLASS_NAMES), MODEL_LABELS["mri_demo3d"])
-        card = PreprocessingCard(size=INPUT_SHAPE[1:], resize="pad-square", channels=1,
-                                 mean=(), std=(), windowing="percentile")
-        return Setup(m, card)  # a volume [1, 1, 16, 48, 48]: the card is its axial slices'
+        return Setup(m, SLICE_PREPROCESSING)  # a volume [1, 1, D, H, W] of such slices
     else:
-        from lrp_engine.mri_demo import CLASS_NAMES
-
         m = ModelChoice(resources.mri_demo_model(), "mri_demo", "mri_demo",
-                        tuple(CLASS_NAMES), MODEL_LABELS["mri_demo"])
+                        bundled_weights("mri_demo").class_names, MODEL_LABELS["mri_demo"])
     return None if m is None else Setup(m, preprocessing(m.arch))
 
 

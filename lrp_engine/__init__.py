@@ -14,7 +14,7 @@ plotly), scan readers (:mod:`lrp_engine.scans`) and model zoos (:mod:`lrp_engine
 torchvision) are imported only when their modules are.
 """
 
-from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, percentiles
+from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, has_dropout, percentiles
 from .composites import (
     PRESET_DOCS,
     PRESETS,
@@ -111,7 +111,7 @@ __all__ = [
     "VolumeExplanation", "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "aopc", "auc", "blrp",
     "composite_from_rows", "conservation", "explain", "explain_slices", "explain_volume",
     "fill_values", "follow_globals", "fraction_flipped", "get_composite", "gradient_x_input",
-    "layer_table", "localisation_table", "make_rule", "model_macs", "percentiles",
+    "has_dropout", "layer_table", "localisation_table", "make_rule", "model_macs", "percentiles",
     "pixel_flipping", "pixel_ranks", "pointing_game", "random_relevance", "region_perturbation",
     "relevance_mass_accuracy", "resolve_target", "rows_from_composite", "rule_from_row",
 ]

@@ -30,8 +30,8 @@ from .composites import Composite, get_composite
 from .core import (
     RelevancePass,
     Target,
-    _check_model,
     _prepare_input,
+    check_batchnorm_eval,
     input_shaped,
     resolve_target,
 )
@@ -64,6 +64,12 @@ class BLRPResult:
     def percentile(self, alpha: float) -> Tensor:
         """The [N, ...] map for one of the computed α."""
         return self.percentiles[self.alphas.index(alpha)]
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Whether ``model`` has a dropout layer: what B-LRP samples (without one, every sample
+    is the same network)."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
 
 
 def percentiles(samples: Tensor, alphas: Sequence[float]) -> Tensor:
@@ -181,7 +187,7 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
     if n_samples < 1:
         raise ValueError("n_samples must be at least 1")
     comp = get_composite(composite)
-    _check_model(model)
+    check_batchnorm_eval(model)
     x = _prepare_input(x)
     table = layer_table(model, x)
     masks = dropout_masks(model, table, n_samples, seed, x.dtype, x.device)

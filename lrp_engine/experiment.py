@@ -38,7 +38,7 @@ from .evaluation import (
     Score,
     aopc,
     auc,
-    channels_last_copy,
+    channels_last_twin,
     fill_values,
     fraction_flipped,
     pixel_flipping,
@@ -221,9 +221,7 @@ def _like_model(x: Tensor, model: nn.Module) -> Tensor:
 
 def _fast_model(model: nn.Module, device: torch.device) -> nn.Module:
     """A channels-last copy for CPU runs (B-LRP's many backward passes gain ~1.2–2×)."""
-    if device.type != "cpu" or not any(p.dim() == 4 for p in model.parameters()):
-        return model
-    return channels_last_copy(model)
+    return channels_last_twin(model) if device.type == "cpu" else model
 
 
 def _flip_chunk(model: nn.Module, x: Tensor, y: Tensor, maps: dict[str, Tensor | None],
@@ -324,39 +322,20 @@ def format_summary(result: ExperimentResult) -> str:
 
 
 def curves_figure(result: ExperimentResult, title: str | None = None):
-    """Plotly figure: mean score vs percentage of pixels flipped, one line per method."""
-    import plotly.graph_objects as go
+    """Plotly figure: mean score vs percentage of pixels flipped, one line per method
+    (:func:`lrp_engine.viz.curves_figure`)."""
+    from .viz import curves_figure as figure
 
     cfg = result.config
-    x = 100 * result.fraction_flipped
-    fig = go.Figure()
-    for key, y in result.mean_curves().items():
-        style = _line_style(key)
-        fig.add_trace(go.Scatter(
-            x=x, y=y, name=method_label(key), mode="lines+markers", **style,
-            hovertemplate="%{x:.1f}% flipped: %{y:.3f}<extra>" + method_label(key)
-            + "</extra>"))
     score = "logit" if cfg.score == "logit" else "probability"
-    fig.update_layout(
-        title=title or (f"Pixel flipping, MNIST ({result.n_images} images, "
-                        f"B-LRP {cfg.n_samples} samples, fill {cfg.fill})"),
-        xaxis_title="Percentage of pixels flipped", yaxis_title=f"Mean output score ({score})",
-        template="plotly_white", hovermode="x unified", legend_title_text="Relevance")
-    fig.update_xaxes(ticksuffix="%")
+    means = result.mean_curves()
+    fig = figure(100 * result.fraction_flipped, means, {k: method_label(k) for k in means},
+                 title=title or (f"Pixel flipping, MNIST ({result.n_images} images, "
+                                 f"B-LRP {cfg.n_samples} samples, fill {cfg.fill})"),
+                 y_title=f"Mean output score ({score})", height=600,
+                 x_title="Percentage of pixels flipped")
+    fig.update_layout(legend_title_text="Relevance")
     return fig
-
-
-def _line_style(key: str) -> dict:
-    if key == "lrp":
-        return {"line": {"width": 3, "color": "#1f77b4"},
-                "marker": {"symbol": "star", "size": 9}}
-    if key == "random":
-        return {"line": {"width": 2, "dash": "dash", "color": "#7f7f7f"},
-                "marker": {"size": 4}}
-    if key == "gradient_x_input":
-        return {"line": {"width": 2, "dash": "dot", "color": "#2ca02c"},
-                "marker": {"size": 4}}
-    return {"line": {"width": 1.5}, "marker": {"size": 4}}
 
 
 def write_outputs(result: ExperimentResult, out_dir: str | Path) -> tuple[list[Path], list[str]]:

@@ -48,11 +48,10 @@ from .mri_demo import (
     load_slices,
 )
 
-__all__ = ["CLASS_NAMES", "DISCLAIMER", "INPUT_SHAPE", "SLICE_PREPROCESSING", "VOLUME_SHAPE",
-           "MRIDemo3DNet",
-           "VolumeBatch", "accuracy", "demo_volume", "draw_lesion_3d", "generate_volumes",
-           "held_out_volumes", "load_mri_demo3d_model", "resample_mask", "train",
-           "volume_to_input"]
+__all__ = ["CLASS_NAMES", "DISCLAIMER", "HIGH_PCT", "INPUT_SHAPE", "LOW_PCT",
+           "SLICE_PREPROCESSING", "VOLUME_SHAPE", "MRIDemo3DNet", "VolumeBatch", "accuracy",
+           "demo_volume", "draw_lesion_3d", "generate_volumes", "held_out_volumes",
+           "load_mri_demo3d_model", "resample_mask", "train", "volume_to_input"]
 
 WEIGHTS_FILE = ROOT / "lrp_engine" / "assets" / "models" / "mri_demo3d.pt"
 #: the full-resolution demo volume [Z, H, W]: the bundled slices stacked

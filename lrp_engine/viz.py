@@ -394,9 +394,11 @@ _CURVE_STYLES = {
 }
 
 
-def curves_figure(x_percent: Sequence[float], curves: Mapping[str, Sequence[float]],
+def curves_figure(x_percent: Sequence[float] | np.ndarray,
+                  curves: Mapping[str, Sequence[float] | np.ndarray],
                   labels: Mapping[str, str] | None = None, title: str | None = None,
-                  y_title: str = "mean output score (logit)", height: int = 420) -> go.Figure:
+                  y_title: str = "mean output score (logit)", height: int = 420,
+                  x_title: str = "pixels flipped") -> go.Figure:
     """Pixel-flipping curves: mean score vs percentage of pixels flipped, one line per
     method key (``lrp``, ``blrp_5`` …, ``gradient_x_input``, ``random``)."""
     import plotly.graph_objects as go
@@ -411,7 +413,7 @@ def curves_figure(x_percent: Sequence[float], curves: Mapping[str, Sequence[floa
                                  else "lines", **style,
                                  hovertemplate="%{x:.1f}% flipped: %{y:.3f}<extra>" + name
                                  + "</extra>"))
-    fig.update_layout(title=title, height=height, xaxis_title="pixels flipped",
+    fig.update_layout(title=title, height=height, xaxis_title=x_title,
                       yaxis_title=y_title, template="plotly_white", hovermode="x unified",
                       margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     fig.update_xaxes(ticksuffix="%")

@@ -18,6 +18,7 @@ from lrp_engine.models.card import (
     IMAGENET_STD,
     INTERPOLATIONS,
     RESIZE_MODES,
+    WINDOW_PERCENTILES,
     CardError,
     PreprocessingCard,
 )
@@ -32,7 +33,8 @@ RESIZE_LABELS = {"shorter-side-crop": "shorter side, then centre crop",
 CHANNEL_LABELS = {1: "1 (grey)", 3: "3 (RGB; grey pictures repeated to 3)"}
 RANGE_LABELS = {1.0: "0…1", 255.0: "0…255"}
 NORMS = ("ImageNet", "none", "custom")
-WINDOW_LABELS = {"percentile": "percentile (0.5–99.5 % → 0…1)", "none": "raw intensities"}
+WINDOW_LABELS = {"percentile": "percentile ({:g}–{:g} % → 0…1)".format(*WINDOW_PERCENTILES),
+                 "none": "raw intensities"}
 #: the largest input side offered (a card allows 4096; a 4096² input would take a shared
 #: server's memory for one visitor's explanation)
 MAX_EDIT_SIDE = 1024

@@ -30,7 +30,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from lrp_engine import medical
+from lrp_engine import has_dropout, medical
 from lrp_engine.models.card import PreprocessingCard
 from lrp_engine.models.zoo import (
     IMAGENET_CLASSES,
@@ -142,7 +142,7 @@ class ModelChoice:
     @property
     def has_dropout(self) -> bool:
         """Whether B-LRP can sample networks (a dropout layer exists)."""
-        return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.model.modules())
+        return has_dropout(self.model)
 
 
 def _vgg16(ns: str) -> ModelChoice | None:

@@ -34,6 +34,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pixel_flipping.py
 	$(PY) benchmarks/bench_models.py
 
-# the seed-000 pixel-flipping experiment on the 1 000 held-out digits (README table)
+# the B-LRP pixel-flipping experiment on the 1 000 held-out digits (README table)
 experiment: $(STAMP)
 	$(PY) -m lrp_engine experiment pixel-flipping

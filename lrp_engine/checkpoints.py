@@ -11,7 +11,7 @@
 
 The state dict may be wrapped (``{"state_dict": …}``, ``{"model": …}``,
 ``{"model_state_dict": …}``, …) and its keys may carry a prefix from a wrapper module
-(``module.`` from DataParallel, ``vgg16.`` like the fine-tuning notebook's ``CNNModel``,
+(``module.`` from DataParallel, ``vgg16.`` from a model holding a VGG-16 as ``self.vgg16``,
 ``model.``, ``net.``, ``backbone.``, ``_orig_mod.`` from ``torch.compile``). A prefix is
 stripped only when every key has it *and* stripping makes more keys match the architecture
 (our LeNet's own keys start with ``model.``); a wrapper attribute named like the

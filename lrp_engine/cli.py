@@ -93,7 +93,7 @@ def _localisation_main(argv: list[str]) -> int:
 
 def _add_pixel_flipping(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
-        "pixel-flipping", help="B-LRP pixel flipping on MNIST (the notebook's experiment)",
+        "pixel-flipping", help="B-LRP pixel flipping on MNIST (the README's experiment)",
         description="Pixel flipping (most relevant first) of standard LRP-ε, B-LRP "
         "percentile maps, Gradient×Input and a random order on the bundled held-out MNIST "
         "digits with the bundled LeNet; target = true label.",

@@ -1,7 +1,7 @@
 """Faithfulness and localisation metrics for relevance maps, batched.
 
-Pixel flipping (Bach et al. 2015; region perturbation: Samek et al. 2017) as in the B-LRP
-MNIST notebook: the score of the target class is recorded, then ``pixels_per_step`` pixels
+Pixel flipping (Bach et al. 2015; region perturbation: Samek et al. 2017): the score of the
+target class is recorded, then ``pixels_per_step`` pixels
 (the most relevant first) are replaced by a fill value, and so on; ``steps`` evaluations in
 total, so evaluation ``s`` (0-based) sees ``s · pixels_per_step`` flipped pixels (patches).
 
@@ -114,7 +114,7 @@ def fill_values(x: Tensor, fill: Fill = "uniform", data_range: tuple[float, floa
     """The values flipped pixels take, like ``x`` [N, C, H, W] (model input units).
 
     ``"uniform"``: U(data_range) in raw units, drawn per image, channel and pixel from the
-    image's own generator, then normalised (the notebook: ``(U(0,1) − 0.1307)/0.3081``);
+    image's own generator, then normalised (MNIST: ``(U(0, 1) − MNIST_MEAN) / MNIST_STD``);
     ``"zero"``: raw 0, normalised; ``"mean"``: the image's per-channel mean; ``"blur"``: a
     Gaussian-blurred copy (5×5, σ = 1) of the image.
     """

@@ -1,4 +1,4 @@
-"""The B-LRP pixel-flipping experiment of the MNIST notebook, reproducible and batched.
+"""The B-LRP pixel-flipping experiment on MNIST (the README's table), reproducible and batched.
 
 For the first ``n_images`` bundled held-out digits and the bundled LeNet, with the true
 label as target: standard LRP-ε, B-LRP percentile maps (α ∈ {5, 25, 50, 75, 95}, one
@@ -45,7 +45,7 @@ from .evaluation import (
     to_channels_last,
 )
 
-#: the notebook's normalisation of MNIST (raw pixels in [0, 1]): (0.1307, 0.3081)
+#: the bundled digit models' normalisation (raw pixels in [0, 1]): MNIST's mean and std
 MNIST_NORMALISE = (MNIST_MEAN, MNIST_STD)
 METHOD_KINDS = ("lrp", "blrp", "gradient_x_input", "random")
 
@@ -54,7 +54,7 @@ ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]
 
 @dataclass(frozen=True)
 class PixelFlippingConfig:
-    """Settings of one run; the defaults are the notebook's main experiment.
+    """Settings of one run; the defaults are the experiment of the README's table.
 
     ``steps`` evaluations with ``pixels_per_step`` pixels flipped between them; B-LRP with
     ``n_samples`` posterior samples. ``chunk_images``: images per relevance call and

@@ -125,11 +125,12 @@ def role_of(module: nn.Module) -> Role | None:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One executed leaf layer. ``index`` counts all leaf layers in execution order (like the
-    seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
-    the layer a BatchNorm is folded into. ``feeds``: the pass-activation or ``nn.ReLU``
-    that is the only (differentiable) reader of the output of this layer, run once (a
-    gradient scaling at that output may then be taken over by the activation).
+    """One executed leaf layer. ``index`` counts all leaf layers in execution order (the
+    layer number ``l`` of LRP's notation); ``fold`` names the BatchNorm folded into this
+    layer, ``folded_into`` the layer a BatchNorm is folded into. ``feeds``: the
+    pass-activation or ``nn.ReLU`` that is the only (differentiable) reader of the output of
+    this layer, run once (a gradient scaling at that output may then be taken over by the
+    activation).
     ``kind`` is the class name of the layer's module, ``module_type`` the class itself
     (:class:`~lrp_engine.graph_ops.Sum` for a residual sum; what ``ByType`` matches)."""
 

@@ -279,7 +279,10 @@ class Epsilon(BasicRule):
 
 
 class EpsilonStd(BasicRule):
-    """LRP-ε with ε = factor · RMS of the layer's output, per sample (seed 003's setting)."""
+    """LRP-ε with an ε that follows the size of the layer's output: ε = factor · RMS(z),
+    per sample, so one factor suits layers of any scale (an absolute ε is negligible in one
+    layer and swamps another). Montavon et al. 2019 set ε relative to the activations in
+    the same way (0.25 of their standard deviation), hence the default factor 0.25."""
 
     name = "epsilon-std"
     label = "LRP-ε·rms(z)"

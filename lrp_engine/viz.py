@@ -1,12 +1,12 @@
 """Relevance maps → colours, PNG files and plotly figures (numpy, PIL, plotly; no Streamlit).
 
-Conventions (the seeds' ``seismic`` pictures): a relevance map is shown with a diverging
+Conventions (LRP's usual ``seismic`` pictures): a relevance map is shown with a diverging
 colormap centred at zero — red positive, blue negative, white zero — over the symmetric range
 ``±max|R|``, so the colour of a pixel says its sign and its share of the strongest pixel.
 Every function here accepts a 2-D map ``[H, W]``, a ``[C, H, W]`` or ``[1, C, H, W]`` map
 (summed over channels), as a numpy array or a torch tensor, and never returns NaN or Inf:
-non-finite entries are treated as 0 and an all-zero map stays all zero (the seed's
-``normalise_relevance`` divides by zero there; ours does not).
+non-finite entries are treated as 0 and an all-zero map stays all zero (no division by
+its zero maximum).
 """
 
 from __future__ import annotations
@@ -294,10 +294,10 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
                   colorscales: Sequence[Any] | None = None,
                   ranges: Sequence[tuple[float, float] | None] | None = None,
                   height: int = 230) -> go.Figure:
-    """A row of heatmaps (e.g. the seed's original / standard LRP / α = 5 … 95 figure).
+    """A row of heatmaps (e.g. input / standard LRP / B-LRP α = 5 … 95).
 
-    ``scale="panel"``: each map over its own ``±max|R|`` (the seed's per-panel
-    normalisation); ``"shared"``: one range for all, so magnitudes compare. ``image`` adds a
+    ``scale="panel"``: each map over its own ``±max|R|`` (per-panel normalisation);
+    ``"shared"``: one range for all, so magnitudes compare. ``image`` adds a
     grey first panel. ``colorscales``/``ranges`` override a panel's colours and (min, max)
     for maps that are not relevance (std, sign agreement). Hover shows the raw values.
     """

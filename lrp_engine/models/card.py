@@ -3,7 +3,8 @@
 A :class:`PreprocessingCard` defines the tensor a model sees: input size, how a picture is
 resized to it, channels, pixel range and normalisation (and, for scans, windowing). Every
 architecture in the registry has a default card; a user's fine-tuned model brings its own
-(seed 003's notebook: ``Resize((255, 255))`` + ``ToTensor()``, no normalisation).
+(e.g. ``Resize((255, 255))`` + ``ToTensor()``, no normalisation: the preset "resize to a
+square, no normalisation").
 :meth:`PreprocessingCard.to_tensor` applies a card (see :mod:`lrp_engine.models.preprocess`,
 which reproduces torchvision's transforms exactly).
 

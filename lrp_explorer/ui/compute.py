@@ -82,12 +82,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 #: below this much work per call (multiply-accumulates over the batch), a CPU computation
-#: runs on one intra-op thread. Its ops are short (LeNet: ~0.1 ms), and a second OpenMP
-#: thread then seems to cost more than it saves (likely waiting at each op's barrier while
-#: the browser beside the server, or another session, holds the other core). Measured in
-#: the real browser on 2 cores (benchmarks/bench_ui_latency.py): a γ step 304 -> 196 ms;
-#: B-LRP of 100 LeNet samples (0.36 G) 329 ms on one thread, 454 ms on two in the same
-#: session. Bigger work (VGG-16, EfficientNet B-LRP) keeps all threads.
+#: runs on one intra-op thread: its ops are short (LeNet: ~0.1 ms), and a second OpenMP
+#: thread costs more than it saves while the browser beside the server, or another
+#: session, holds the other core (benchmarks/bench_ui_latency.py measures it in the real
+#: browser). Bigger work (VGG-16, EfficientNet B-LRP) keeps all threads.
 ONE_THREAD_BELOW_MACS = 1e9
 
 

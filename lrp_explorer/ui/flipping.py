@@ -2,7 +2,7 @@
 
 A run scores every chosen method (standard LRP-ε, B-LRP α-maps, Gradient×Input, a random
 order) by most-relevant-first pixel flipping on the first ``n_images`` held-out digits, in
-batches of :data:`BATCH` images. The per-batch work is the seed-000 experiment's own
+batches of :data:`BATCH` images. The per-batch work is the command-line experiment's own
 (:mod:`lrp_engine.experiment`: relevance per method for a chunk, then the vectorised
 :func:`lrp_engine.evaluation.pixel_flipping` with per-image random streams keyed by the
 global image index), so the numbers equal one ``run_pixel_flipping_experiment`` call with

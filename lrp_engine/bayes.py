@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,8 @@ from .core import (
 from .layers import DROPOUT_TYPES, LayerTable, layer_table, model_macs
 
 DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
+#: B-LRP's trunk sharing: always, never, or ``"auto"`` (by the trunk's size)
+ShareTrunk = bool | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
          composite: str | Composite = "epsilon", n_samples: int = 100,
          alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
          chunk_size: int | None = None, keep_samples: bool = False,
-         share_trunk: bool | str = "auto",
+         share_trunk: ShareTrunk = "auto",
          progress: Callable[[int, int], None] | None = None) -> BLRPResult:
     """B-LRP of ``x`` [N, C, H, W] (or [N, D]) with ``n_samples`` MC-dropout networks.
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -47,7 +48,9 @@ from .evaluation import (
 
 #: the bundled digit models' normalisation (raw pixels in [0, 1]): MNIST's mean and std
 MNIST_NORMALISE = (MNIST_MEAN, MNIST_STD)
-METHOD_KINDS = ("lrp", "blrp", "gradient_x_input", "random")
+#: the relevance methods an experiment compares
+Method = Literal["lrp", "blrp", "gradient_x_input", "random"]
+METHOD_KINDS: tuple[Method, ...] = get_args(Method)
 
 ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]
 
@@ -70,7 +73,7 @@ class PixelFlippingConfig:
     score: Score = "logit"
     composite: str = "epsilon"
     alphas: tuple[float, ...] = (5, 25, 50, 75, 95)
-    methods: tuple[str, ...] = METHOD_KINDS
+    methods: tuple[Method, ...] = METHOD_KINDS
     device: str = "cpu"
     seed: int = 0
     chunk_images: int = 50

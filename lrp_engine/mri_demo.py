@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .data import Split
 from .models.mri_demo_net import CLASS_NAMES, SIZE, MRIDemoNet
 from .models.zoo import bundled_weights
 
@@ -67,7 +68,7 @@ class TemplateSlices:
     midline: float
     mm_per_pixel: float
 
-    def split(self, name: str) -> np.ndarray:
+    def split(self, name: Split) -> np.ndarray:
         """Slice indices of a split: every 4th slice (from the 2nd) is held out for "test"."""
         idx = np.arange(len(self.images))
         test = idx % 4 == 1
@@ -179,7 +180,7 @@ class LesionBatch:
         return int(self.labels.numel())
 
 
-def generate(n: int, seed: int, split: str = "train", augment: bool = True,
+def generate(n: int, seed: int, split: Split = "train", augment: bool = True,
              slices: TemplateSlices | None = None) -> LesionBatch:
     """``n`` labelled images (classes balanced, order shuffled) from ``split``'s slices.
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import Split
 from .models.card import PreprocessingCard
 from .mri_demo import (
     CLASS_NAMES,
@@ -169,7 +170,7 @@ def draw_lesion_3d(volume: np.ndarray, brain: np.ndarray, label: int, midline: f
     return out.astype(np.float32), (r < 1.0) & brain
 
 
-def _centre_slices(t: TemplateSlices, split: str) -> np.ndarray:
+def _centre_slices(t: TemplateSlices, split: Split) -> np.ndarray:
     """Lesion centre slices of a split: the 2-D demo's slices, away from the volume's ends
     (a lesion of the largest half-height fits above and below)."""
     idx = t.split(split)
@@ -191,7 +192,7 @@ def _augment(vol: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     return np.clip(vol, 0.0, 1.0).astype(np.float32), mask
 
 
-def _volume(rng: np.random.Generator, label: int, split: str, augment: bool,
+def _volume(rng: np.random.Generator, label: int, split: Split, augment: bool,
             t: TemplateSlices) -> tuple[np.ndarray, np.ndarray, int]:
     """One full-resolution volume [32, 96, 96] in [0, 1], its mask and the lesion's centre
     slice (−1 for "no lesion")."""
@@ -219,7 +220,7 @@ class VolumeBatch:
         return int(self.labels.numel())
 
 
-def generate_volumes(n: int, seed: int, split: str = "train", augment: bool = True,
+def generate_volumes(n: int, seed: int, split: Split = "train", augment: bool = True,
                      slices: TemplateSlices | None = None) -> VolumeBatch:
     """``n`` labelled volumes on the model's grid (classes balanced, order shuffled), lesions
     centred on ``split``'s slices. Deterministic in ``(n, seed, split, augment)``."""

@@ -14,13 +14,17 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:  # plotly is imported by the figure functions only: arrays and PNGs
     import plotly.graph_objects as go  # (the engine's CLI) need numpy and PIL alone
+
+#: how :func:`panels_figure` scales its maps: each over its own range, or one for all
+PanelScale = Literal["panel", "shared"]
+PANEL_SCALES: tuple[PanelScale, ...] = get_args(PanelScale)
 
 # -- arrays --------------------------------------------------------------------------------
 
@@ -290,7 +294,7 @@ def _row_layout(titles: Sequence[str], gap: float = 0.012) -> dict[str, Any]:
 
 
 def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
-                  image_title: str = "input", scale: str = "panel",
+                  image_title: str = "input", scale: PanelScale = "panel",
                   colorscales: Sequence[Any] | None = None,
                   ranges: Sequence[tuple[float, float] | None] | None = None,
                   height: int = 230) -> go.Figure:
@@ -301,7 +305,7 @@ def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
     grey first panel. ``colorscales``/``ranges`` override a panel's colours and (min, max)
     for maps that are not relevance (std, sign agreement). Hover shows the raw values.
     """
-    if scale not in ("panel", "shared"):
+    if scale not in PANEL_SCALES:
         raise ValueError(f"scale must be 'panel' or 'shared', got {scale!r}")
     arrays = [as_map(r) for r in maps]
     if len(titles) != len(arrays):

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,10 @@ MODEL_DIR = ROOT / "lrp_engine" / "assets" / "models"
 EFFICIENTNET_LITE0_FILE = MODEL_DIR / "efficientnet_lite0_imagenet.pth"
 EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
+
+
+#: where an architecture comes from: our code (weights bundled) or torchvision.models
+ModelSource = Literal["bundled", "torchvision"]
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -95,7 +99,7 @@ class ArchSpec:
     preprocessing: PreprocessingCard
     description: str
     family: str
-    source: str = "bundled"
+    source: ModelSource = "bundled"
     weights: BundledWeights | None = None
 
     @property
@@ -568,8 +572,9 @@ def load_pretrained(arch: str, path: str | Path | None = None, progress: bool = 
 
 
 __all__ = ["ARCHITECTURES", "ArchSpec", "BundledWeights", "FAMILIES", "IMAGENET_CLASSES",
-           "IMAGENET_WNIDS", "LoadedModel", "WeightsUnavailableError", "add_missing_counters",
-           "build", "build_empty", "bundled_weights", "fix_torchvision_keys", "key_mismatch",
-           "known_class_names", "load_efficientnet_lite0", "load_pretrained", "load_state",
-           "metadata_of", "model_label", "prepare_image", "preprocessing",
-           "pretrained_state_dict", "spec", "weights_cache_file", "with_metadata"]
+           "IMAGENET_WNIDS", "LoadedModel", "ModelSource", "WeightsUnavailableError",
+           "add_missing_counters", "build", "build_empty", "bundled_weights",
+           "fix_torchvision_keys", "key_mismatch", "known_class_names",
+           "load_efficientnet_lite0", "load_pretrained", "load_state", "metadata_of",
+           "model_label", "prepare_image", "preprocessing", "pretrained_state_dict", "spec",
+           "weights_cache_file", "with_metadata"]

@@ -31,6 +31,8 @@ import numpy as np
 
 Convention = Literal["radiological", "neurological"]
 CONVENTIONS: tuple[Convention, ...] = ("radiological", "neurological")
+#: what a volume was read from: a DICOM series or file, a NIfTI file, a picture, the demo
+ScanKind = Literal["DICOM", "NIfTI", "image", "demo"]
 AXIS_NAMES = ("sagittal", "coronal", "axial")
 #: the letters of +x, +y, +z and of the opposite directions
 _POSITIVE, _NEGATIVE = "RAS", "LPI"
@@ -53,7 +55,7 @@ class Volume:
 
     data: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    kind: str = "image"
+    kind: ScanKind = "image"
     description: str = ""
     oriented: bool = True
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -217,6 +219,6 @@ def stack(volume: Volume, axis: int, convention: Convention = "neurological",
         np.float32, copy=False)
 
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "SliceView", "Volume",
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "ScanKind", "SliceView", "Volume",
            "axial_stack_to_ras", "convert",
            "edge_markers", "pixel_spacing", "slice_array", "stack", "view"]

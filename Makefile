@@ -20,12 +20,13 @@ run: $(STAMP)
 	$(if $(MODELS),LRP_MODELS=$(MODELS) ,)$(PY) -m streamlit run lrp_explorer/app.py $(ARGS)
 
 # pytest exits 5 when it collects no test: that is reported, not treated as a failure
-test: $(STAMP)
-	$(PY) -m ruff check .
+test: lint
 	$(PY) -m pytest -q -ra || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest: no tests collected"; [ $$rc -eq 5 ]; }
 
+# ruff, then mypy on the engine (both configured in pyproject.toml)
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py
@@ -33,6 +34,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_pixel_flipping.py
 	$(PY) benchmarks/bench_models.py
 
-# the seed-000 pixel-flipping experiment on the 1 000 held-out digits (README table)
+# the B-LRP pixel-flipping experiment on the 1 000 held-out digits (README table)
 experiment: $(STAMP)
 	$(PY) -m lrp_engine experiment pixel-flipping

@@ -182,7 +182,7 @@ def ratios(model: nn.Module, x: Tensor, bounds: Bounds, presets: list[str]
             res = le.analyze(model, x, composite=composite(preset, bounds), record=False)
         except le.UnsupportedLayerError:
             raise
-        except Exception as e:  # a benchmark reports the error and goes on
+        except Exception as e:  # noqa: BLE001 - a benchmark reports the error and goes on
             out[preset] = f"{type(e).__name__}: {e}".splitlines()[0]
             continue
         logit = res.output_relevance

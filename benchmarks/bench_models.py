@@ -187,7 +187,7 @@ def _usable(fns: dict[str, Callable[[], object]]) -> dict[str, Callable[[], obje
     for k, f in fns.items():
         try:
             f()
-        except Exception as e:  # a benchmark reports the error and goes on
+        except Exception as e:  # noqa: BLE001 - a benchmark reports the error and goes on
             print(f"  {k}: {_one_line(e)}", flush=True)
             continue
         ok[k] = f

@@ -14,7 +14,7 @@ plotly), scan readers (:mod:`lrp_engine.scans`) and model zoos (:mod:`lrp_engine
 torchvision) are imported only when their modules are.
 """
 
-from .bayes import DEFAULT_ALPHAS, BLRPResult, blrp, percentiles
+from .bayes import DEFAULT_ALPHAS, BLRPResult, ShareTrunk, blrp, has_dropout, percentiles
 from .composites import (
     PRESET_DOCS,
     PRESETS,
@@ -106,12 +106,12 @@ __all__ = [
     "EpsilonStd", "Explanation", "FILLS", "Fill", "First", "Flat", "Gamma", "GammaPlain", "Last",
     "LayerInfo", "LayerRelevance", "LayerRule", "LayerTable", "LayerType", "LocalisationRow",
     "MaxPoolMode", "ORDERS", "Order", "PRESETS", "PRESET_DOCS", "Pass", "Predicted", "RULES",
-    "RULE_LABELS", "RelevancePass", "Role", "Rule", "SCORES", "Score", "Selector",
+    "RULE_LABELS", "RelevancePass", "Role", "Rule", "SCORES", "Score", "Selector", "ShareTrunk",
     "SliceExplanation", "SliceTarget", "Sum", "Target", "UnsupportedLayerError",
     "VolumeExplanation", "WSquare", "ZBox", "ZPlus", "Zero", "analyze", "aopc", "auc", "blrp",
     "composite_from_rows", "conservation", "explain", "explain_slices", "explain_volume",
     "fill_values", "follow_globals", "fraction_flipped", "get_composite", "gradient_x_input",
-    "layer_table", "localisation_table", "make_rule", "model_macs", "percentiles",
+    "has_dropout", "layer_table", "localisation_table", "make_rule", "model_macs", "percentiles",
     "pixel_flipping", "pixel_ranks", "pointing_game", "random_relevance", "region_perturbation",
     "relevance_mass_accuracy", "resolve_target", "rows_from_composite", "rule_from_row",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,14 +31,16 @@ from .composites import Composite, get_composite
 from .core import (
     RelevancePass,
     Target,
-    _check_model,
     _prepare_input,
+    check_batchnorm_eval,
     input_shaped,
     resolve_target,
 )
-from .layers import LayerTable, layer_table, model_macs
+from .layers import DROPOUT_TYPES, LayerTable, layer_table, model_macs
 
 DEFAULT_ALPHAS = (5, 25, 50, 75, 95)
+#: B-LRP's trunk sharing: always, never, or ``"auto"`` (by the trunk's size)
+ShareTrunk = bool | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class BLRPResult:
     def percentile(self, alpha: float) -> Tensor:
         """The [N, ...] map for one of the computed α."""
         return self.percentiles[self.alphas.index(alpha)]
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Whether ``model`` has a dropout layer: what B-LRP samples (without one, every sample
+    is the same network)."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
 
 
 def percentiles(samples: Tensor, alphas: Sequence[float]) -> Tensor:
@@ -96,6 +105,7 @@ def dropout_masks(model: nn.Module, table: LayerTable, n_samples: int, seed: int
         module = model.get_submodule(info.name)
         if isinstance(module, nn.AlphaDropout):
             raise ValueError(f"B-LRP does not support AlphaDropout ({info.name!r})")
+        assert isinstance(module, DROPOUT_TYPES)  # what the role "dropout" means
         p = float(module.p)
         shape = tuple(info.out_shape)
         if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
@@ -165,7 +175,7 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
          composite: str | Composite = "epsilon", n_samples: int = 100,
          alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
          chunk_size: int | None = None, keep_samples: bool = False,
-         share_trunk: bool | str = "auto",
+         share_trunk: ShareTrunk = "auto",
          progress: Callable[[int, int], None] | None = None) -> BLRPResult:
     """B-LRP of ``x`` [N, C, H, W] (or [N, D]) with ``n_samples`` MC-dropout networks.
 
@@ -180,7 +190,7 @@ def blrp(model: nn.Module, x: Tensor, target: Target = None,
     if n_samples < 1:
         raise ValueError("n_samples must be at least 1")
     comp = get_composite(composite)
-    _check_model(model)
+    check_batchnorm_eval(model)
     x = _prepare_input(x)
     table = layer_table(model, x)
     masks = dropout_masks(model, table, n_samples, seed, x.dtype, x.device)
@@ -240,7 +250,7 @@ def _blrp_shared(model, x, table, comp, masks, target, s, n, alphas, copies, kee
             torch.enable_grad():
         logits = model(xr)
     if logits.shape[0] != s * n or sampler.head_input is None \
-            or sampler.trunk_output.shape[0] != copies * n:
+            or sampler.trunk_output is None or sampler.trunk_output.shape[0] != copies * n:
         raise _NotShareable("the head did not run on all samples")
     t, probs = _posterior_target(logits, s, n, target)
     with torch.enable_grad():
@@ -276,18 +286,25 @@ def _replicated_pass(model: nn.Module, x: Tensor, table: LayerTable, comp: Compo
     return xr, logits, rp
 
 
+def _plus(total: Tensor | None, t: Tensor) -> Tensor:
+    """A running sum that starts at its first term."""
+    return t if total is None else total + t
+
+
 def _blrp_replicated(model, x, table, comp, masks, target, s, n, alphas, chunk_size, keep,
                      progress) -> BLRPResult:
     s_run = s if masks else 1  # without dropout every sample is the same network
     step = min(chunk_size or s_run, s_run)
     if target is None and s_run > step:  # the posterior-mean prediction needs all samples
-        psum = 0
+        psum: Tensor | None = None
         for c0 in range(0, s_run, step):
             k = min(step, s_run - c0)
             logits = _replicated_pass(model, x, table, comp, masks, c0, k)[1].detach()
-            psum = psum + logits.softmax(1).view(k, n, -1).sum(0)
+            psum = _plus(psum, logits.softmax(1).view(k, n, -1).sum(0))
+        assert psum is not None
         target = psum.argmax(1)
-    parts, psum = [], 0
+    parts: list[Tensor] = []
+    psum = None
     for c0 in range(0, s_run, step):
         k = min(step, s_run - c0)
         xr, logits, rp = _replicated_pass(model, x, table, comp, masks, c0, k)
@@ -297,11 +314,12 @@ def _blrp_replicated(model, x, table, comp, masks, target, s, n, alphas, chunk_s
                                         allow_unused=True)
         rel = _input_relevance(xr, rp.references, grads, ())
         parts.append(rel.detach().view(k, n, *x.shape[1:]))
-        psum = psum + probs * k
+        psum = _plus(psum, probs * k)
         if progress is not None:
             progress(min(s, round((c0 + k) * s / s_run)), s)
     rel = torch.cat(parts)
     if s_run < s:
         rel = rel.expand(s, *rel.shape[1:])
+    assert psum is not None  # s_run ≥ 1: the loop ran
     probs = psum / s_run
     return _finish(rel, alphas, resolve_target(target, probs).argmax(1), probs, keep)

@@ -11,7 +11,7 @@
 
 The state dict may be wrapped (``{"state_dict": …}``, ``{"model": …}``,
 ``{"model_state_dict": …}``, …) and its keys may carry a prefix from a wrapper module
-(``module.`` from DataParallel, ``vgg16.`` like the fine-tuning notebook's ``CNNModel``,
+(``module.`` from DataParallel, ``vgg16.`` from a model holding a VGG-16 as ``self.vgg16``,
 ``model.``, ``net.``, ``backbone.``, ``_orig_mod.`` from ``torch.compile``). A prefix is
 stripped only when every key has it *and* stripping makes more keys match the architecture
 (our LeNet's own keys start with ``model.``); a wrapper attribute named like the
@@ -34,6 +34,7 @@ import struct
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
@@ -161,7 +162,7 @@ def read_state_dict(data: bytes, filename: str = "") -> tuple[dict[str, Tensor],
     return sd, notes
 
 
-def _is_tensor_dict(obj: object) -> bool:
+def _is_tensor_dict(obj: object) -> TypeGuard[dict[str, Tensor]]:
     return isinstance(obj, dict) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
 
@@ -208,7 +209,7 @@ def match_prefixes(sd: dict[str, Tensor], expected: set[str],
     """Strip wrapper prefixes (each only if every key has it) when that makes more keys
     match ``expected``; returns the best dict and the prefixes stripped, in order."""
     best, best_score, best_path = sd, len(expected & sd.keys()), []
-    frontier = [(sd, [])]
+    frontier: list[tuple[dict[str, Tensor], list[str]]] = [(sd, [])]
     for _ in range(3):
         nxt = []
         for cand, path in frontier:
@@ -217,8 +218,8 @@ def match_prefixes(sd: dict[str, Tensor], expected: set[str],
                     s = _strip(cand, p)
                     score = len(expected & s.keys())
                     if score > best_score:
-                        best, best_score, best_path = s, score, path + [p]
-                    nxt.append((s, path + [p]))
+                        best, best_score, best_path = s, score, [*path, p]
+                    nxt.append((s, [*path, p]))
         frontier = nxt
     return best, best_path
 
@@ -292,6 +293,63 @@ def _misfit(sd: Mapping[str, Tensor], reference: Mapping[str, torch.Size], arch:
     return CheckpointError("; ".join([head, *parts]) + tail)
 
 
+def _to_arch_keys(sd: dict[str, Tensor], arch: str, shapes: Mapping[str, torch.Size],
+                  notes: list[str]) -> dict[str, Tensor]:
+    """``sd`` under ``arch``'s own key names: wrapper prefixes stripped, torchvision's older
+    layouts renamed (each said in ``notes``)."""
+    extra = (f"{arch}.",) if f"{arch}." not in PREFIXES else ()
+    sd, stripped = match_prefixes(sd, set(shapes), PREFIXES + extra)
+    if stripped:
+        notes.append("removed key prefix " + " then ".join(f"'{p}'" for p in stripped))
+    if spec(arch).torchvision:
+        sd, fixed = fix_torchvision_keys(arch, sd)
+        notes += fixed
+    return sd
+
+
+def _class_count(sd: Mapping[str, Tensor], out_key: str, num_classes: int | None,
+                 notes: list[str]) -> int:
+    """The checkpoint's class count (its output layer's rows), checked against the one
+    chosen."""
+    k_file = int(sd[out_key].shape[0])
+    if num_classes is not None and int(num_classes) != k_file:
+        raise CheckpointError(f"the checkpoint has {k_file} output classes, you chose "
+                              f"{int(num_classes)}")
+    if num_classes is None:
+        notes.append(f"{k_file} classes (read from {out_key})")
+    return k_file
+
+
+def _float32(sd: dict[str, Tensor], notes: list[str]) -> dict[str, Tensor]:
+    """``sd`` with float32 weights (other float types converted, said in ``notes``); raises
+    on NaN or infinite weights."""
+    floats = {v.dtype for v in sd.values() if v.is_floating_point()}
+    if floats - {torch.float32}:
+        notes.append("converted " + ", ".join(sorted(str(d).replace("torch.", "")
+                                                     for d in floats - {torch.float32}))
+                     + " weights to float32")
+        sd = with_metadata({k: v.float() if v.is_floating_point() else v
+                            for k, v in sd.items()}, metadata_of(sd))
+    if not all(_finite(v) for v in sd.values() if v.is_floating_point()):
+        raise CheckpointError("the checkpoint contains NaN or infinite weights")
+    return sd
+
+
+def _class_names(arch: str, k_file: int, class_names: list[str] | None, notes: list[str]
+                 ) -> list[str]:
+    """The names given (one per output), else the known ones (ImageNet, digits), else
+    "class i"."""
+    if class_names is None:
+        class_names = known_class_names(arch, k_file)
+        if class_names is not None and k_file == 1000:
+            notes.append("1000 outputs: using the ImageNet class names")
+        class_names = class_names or [f"class {i}" for i in range(k_file)]
+    elif len(class_names) != k_file:
+        raise CheckpointError(f"{len(class_names)} class names given for a model with "
+                              f"{k_file} outputs")
+    return [str(c) for c in class_names]
+
+
 def load_checkpoint(source: bytes | str | Path, arch: str, num_classes: int | None = None,
                     class_names: list[str] | None = None, filename: str = "") -> LoadedModel:
     """Load a checkpoint (bytes of an upload, or a path) into a fresh ``arch`` model (any
@@ -309,49 +367,22 @@ def load_checkpoint(source: bytes | str | Path, arch: str, num_classes: int | No
         shapes, out_key = _shapes(arch), output_weight_key(arch)
     except ImportError as e:
         raise CheckpointError(f"the {s.label} architecture needs torchvision: {e}") from None
-    extra = (f"{arch}.",) if f"{arch}." not in PREFIXES else ()
-    sd, stripped = match_prefixes(sd, set(shapes), PREFIXES + extra)
-    if stripped:
-        notes.append("removed key prefix " + " then ".join(f"'{p}'" for p in stripped))
-    if s.torchvision:
-        sd, fixed = fix_torchvision_keys(arch, sd)
-        notes += fixed
+    sd = _to_arch_keys(sd, arch, shapes, notes)
     if out_key not in sd:
         raise _misfit(sd, shapes, arch)
-    k_file = int(sd[out_key].shape[0])
-    if num_classes is not None and int(num_classes) != k_file:
-        raise CheckpointError(f"the checkpoint has {k_file} output classes, you chose "
-                              f"{int(num_classes)}")
-    if num_classes is None:
-        notes.append(f"{k_file} classes (read from {out_key})")
+    k_file = _class_count(sd, out_key, num_classes, notes)
     model = build_empty(arch, k_file)
     reference = {k: v.shape for k, v in model.state_dict().items()}
     sd, added = add_missing_counters(sd, reference)
     if added:
         notes.append(f"added {added} missing BatchNorm counters (num_batches_tracked)")
-    floats = {v.dtype for v in sd.values() if v.is_floating_point()}
-    if floats - {torch.float32}:
-        notes.append("converted " + ", ".join(sorted(str(d).replace("torch.", "")
-                                                     for d in floats - {torch.float32}))
-                     + " weights to float32")
-        sd = with_metadata({k: v.float() if v.is_floating_point() else v
-                            for k, v in sd.items()}, metadata_of(sd))
-    if not all(_finite(v) for v in sd.values() if v.is_floating_point()):
-        raise CheckpointError("the checkpoint contains NaN or infinite weights")
+    sd = _float32(sd, notes)
     try:  # strict; assign: the model's parameters become the checkpoint's (CPU) tensors
         load_state(model, sd)
     except (RuntimeError, ValueError) as e:
         raise _misfit(sd, reference, arch, e) from None
-    if class_names is None:
-        class_names = known_class_names(arch, k_file)
-        if class_names is not None and k_file == 1000:
-            notes.append("1000 outputs: using the ImageNet class names")
-        class_names = class_names or [f"class {i}" for i in range(k_file)]
-    elif len(class_names) != k_file:
-        raise CheckpointError(f"{len(class_names)} class names given for a model with "
-                              f"{k_file} outputs")
     return LoadedModel(model=model, arch=arch, num_classes=k_file,
-                       class_names=[str(c) for c in class_names], notes=notes)
+                       class_names=_class_names(arch, k_file, class_names, notes), notes=notes)
 
 
 __all__ = ["CheckpointError", "LoadedModel", "load_checkpoint", "match_prefixes",

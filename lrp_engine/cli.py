@@ -39,7 +39,7 @@ class ProgressBar:
 
     def update(self, done: int) -> None:
         frac = done / self.total if self.total else 1.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / frac - elapsed if frac > 0 else float("nan")
         line = (f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
@@ -100,7 +100,7 @@ def _localisation_main(argv: list[str]) -> int:
 
 def _add_pixel_flipping(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
-        "pixel-flipping", help="B-LRP pixel flipping on MNIST (the notebook's experiment)",
+        "pixel-flipping", help="B-LRP pixel flipping on MNIST (the README's experiment)",
         description="Pixel flipping (most relevant first) of standard LRP-ε, B-LRP "
         "percentile maps, Gradient×Input and a random order on the bundled held-out MNIST "
         "digits with the bundled LeNet; target = true label.",

@@ -17,6 +17,7 @@ import inspect
 import io
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ from .models.card import (
     card_from_json,
     card_from_safetensors,
 )
+
+if TYPE_CHECKING:
+    from .composites import Composite
+    from .models.zoo import LoadedModel
 
 #: largest image file read (bytes)
 MAX_IMAGE_BYTES = 200_000_000
@@ -101,7 +106,52 @@ def _read(path: str, what: str, limit: int) -> bytes:
         raise ExplainError(f"no permission to read the {what} {p}") from None
 
 
-def explain_file(args: argparse.Namespace, out: object = None) -> dict[str, object]:
+def _given_card(args: argparse.Namespace, data: bytes
+                ) -> tuple[ModelCard | PreprocessingCard | None, str]:
+    """The card of ``--card``, else the one in the checkpoint's safetensors metadata, else
+    None; with where it came from."""
+    if args.card is not None:
+        text = _read(args.card, "card", 10 * MAX_JSON_BYTES)
+        try:
+            return card_from_json(text), args.card
+        except CardError as e:
+            raise ExplainError(f"{args.card}: {e}") from None
+    stored = card_from_safetensors(data)
+    if stored is not None:
+        return stored, "the checkpoint's safetensors metadata"
+    return None, ""
+
+
+def _preprocessing(card: ModelCard | PreprocessingCard | None, source: str,
+                   loaded: LoadedModel, arch: str) -> tuple[PreprocessingCard, str, list[str]]:
+    """The preprocessing to use (the card's, else ``arch``'s default), where it came from,
+    and the class names; a card that does not fit the model raises :class:`CardError`."""
+    in_channels = _input_channels(loaded.model)
+    names = list(loaded.class_names)
+    if isinstance(card, ModelCard):
+        card.check_against(loaded.num_classes, arch, in_channels)
+        names = list(card.class_names) or names
+        pre = card.preprocessing
+    elif isinstance(card, PreprocessingCard):
+        pre = card
+    else:
+        pre, source = default_card(arch), f"the default card of {arch}"
+    if in_channels is not None and in_channels != pre.channels:
+        raise CardError(f"the card gives {pre.channels} channel(s) but the model's first "
+                        f"layer takes {in_channels}")
+    return pre, source, names
+
+
+def _write(path: str, png: bytes) -> Path:
+    outp = Path(path).expanduser()
+    try:
+        outp.write_bytes(png)
+    except OSError as e:
+        raise ExplainError(f"cannot write {outp}: {e.strerror or e}") from None
+    return outp
+
+
+def explain_file(args: argparse.Namespace, out: TextIO | None = None) -> dict[str, object]:
     """Do the work of ``explain`` and print its report to ``out``; returns the facts
     (``arch``, ``card``, ``card_source``, ``prediction``, ``logit``, ``target``,
     ``relevance_sum``, ``output``). Raises :class:`ExplainError` or a plain ValueError."""
@@ -115,37 +165,14 @@ def explain_file(args: argparse.Namespace, out: object = None) -> dict[str, obje
     if args.scale is not None and not 1 <= args.scale <= 16:
         raise ExplainError(f"--scale must be between 1 and 16, got {args.scale}")
     data = _read(args.weights, "checkpoint", MAX_WEIGHTS_BYTES)
-    card, source = None, ""
-    if args.card is not None:
-        text = _read(args.card, "card", 10 * MAX_JSON_BYTES)
-        try:
-            card = card_from_json(text)
-        except CardError as e:
-            raise ExplainError(f"{args.card}: {e}") from None
-        source = args.card
-    stored = card_from_safetensors(data)
-    if card is None and stored is not None:
-        card, source = stored, "the checkpoint's safetensors metadata"
-    model_card = card if isinstance(card, ModelCard) else None
-    arch = args.model or (model_card.architecture if model_card else None)
+    card, source = _given_card(args, data)
+    arch = args.model or (card.architecture if isinstance(card, ModelCard) else None)
     if arch is None:
         raise ExplainError("say which architecture the checkpoint is for (--model NAME), or "
                            "give a model card that names it")
     loaded = load_checkpoint(data, arch, num_classes=args.num_classes,
                              filename=Path(args.weights).name)
-    in_channels = _input_channels(loaded.model)
-    names = list(loaded.class_names)
-    if model_card is not None:
-        model_card.check_against(loaded.num_classes, arch, in_channels)
-        names = list(model_card.class_names) or names
-        pre = model_card.preprocessing
-    elif card is not None:
-        pre = card
-    else:
-        pre, source = default_card(arch), f"the default card of {arch}"
-    if in_channels is not None and in_channels != pre.channels:
-        raise CardError(f"the card gives {pre.channels} channel(s) but the model's first "
-                        f"layer takes {in_channels}")
+    pre, source, names = _preprocessing(card, source, loaded, arch)
     image = read_image(args.image)
     x = pre.to_tensor(image)
     k = loaded.num_classes
@@ -163,13 +190,8 @@ def explain_file(args: argparse.Namespace, out: object = None) -> dict[str, obje
     pred = int(logits.argmax())
     target = pred if args.target is None else int(args.target)
     total = float(ex.relevance.sum())
-    png = heatmap_png(ex.relevance, scale=args.scale,
-                      image=pre.to_pixels(image) if args.overlay else None)
-    outp = Path(args.output).expanduser()
-    try:
-        outp.write_bytes(png)
-    except OSError as e:
-        raise ExplainError(f"cannot write {outp}: {e.strerror or e}") from None
+    outp = _write(args.output, heatmap_png(ex.relevance, scale=args.scale,
+                                           image=pre.to_pixels(image) if args.overlay else None))
     for note in loaded.notes:
         say(f"note: {note}")
     say(f"card: {pre.describe()} (from {source})")
@@ -222,7 +244,7 @@ def _input_channels(model: nn.Module) -> int | None:
     return None
 
 
-def _composite(name: str, card: PreprocessingCard) -> object:
+def _composite(name: str, card: PreprocessingCard) -> Composite:
     """The preset ``name``; presets with a zB box get the card's pixel bounds."""
     from .composites import PRESETS, get_composite
 

@@ -3,7 +3,7 @@
 LRP-0, z⁺ and αβ (α − β = 1) conserve relevance layer by layer when layers have no bias; a
 bias absorbs (or creates) its share, LRP-ε absorbs the share of weak or contradictory
 contributions, and αβ drops the bias's share and an output's positive or negative part when
-that part is empty (seed 001's "αβ is not conservative").
+that part is empty (so αβ does not conserve relevance in general).
 """
 
 from __future__ import annotations

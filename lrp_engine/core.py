@@ -46,6 +46,17 @@ class Explanation:
         return self.logits.argmax(1)
 
 
+def class_indices(target: int | Tensor, n: int, device: torch.device) -> Tensor:
+    """Target classes [N] long on ``device``: one class for every row (an int, or a tensor
+    of one element), or one per row. The classes are not checked against a model's."""
+    t = torch.as_tensor(target, device=device).to(torch.long).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"target has {t.numel()} entries for a batch of {n}")
+    return t
+
+
 def resolve_target(target: Target, logits: Tensor) -> Tensor:
     """Target as float weights [N, K]: None → predicted class, int or LongTensor [N] →
     one-hot, float [N, K] or [K] → as given (all zeros = "no class")."""
@@ -54,7 +65,7 @@ def resolve_target(target: Target, logits: Tensor) -> Tensor:
         idx = logits.detach().argmax(1)
     elif isinstance(target, int) or (isinstance(target, Tensor) and target.dim() == 0
                                      and not target.is_floating_point()):
-        idx = torch.full((n,), int(target), dtype=torch.long, device=logits.device)
+        idx = class_indices(target, n, logits.device)
     elif isinstance(target, Tensor) and target.is_floating_point():
         w = target.to(device=logits.device, dtype=logits.dtype)
         if w.dim() == 1:
@@ -65,10 +76,10 @@ def resolve_target(target: Target, logits: Tensor) -> Tensor:
         if not torch.isfinite(w).all():
             raise ValueError("target weights contain NaN or Inf")
         return w
-    elif isinstance(target, Tensor):
-        idx = target.to(device=logits.device, dtype=torch.long).reshape(-1)
-        if idx.numel() != n:
-            raise ValueError(f"target has {idx.numel()} entries for a batch of {n}")
+    elif isinstance(target, Tensor):  # one class per row: [N], not broadcast from [1]
+        if target.numel() != n:
+            raise ValueError(f"target has {target.numel()} entries for a batch of {n}")
+        idx = class_indices(target, n, logits.device)
     else:
         raise TypeError(f"target must be None, an int or a tensor, got {type(target).__name__}")
     if ((idx < 0) | (idx >= k)).any():
@@ -76,12 +87,26 @@ def resolve_target(target: Target, logits: Tensor) -> Tensor:
     return torch.nn.functional.one_hot(idx, k).to(logits.dtype)
 
 
-def _check_model(model: nn.Module) -> None:
+def check_batchnorm_eval(model: nn.Module) -> None:
+    """What a relevance pass needs: every BatchNorm in eval mode (its running statistics
+    make it affine). Dropout may be in either mode: B-LRP samples it itself."""
     for name, m in model.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
             raise ValueError(
                 f"BatchNorm layer {name!r} is in training mode: call model.eval() first "
                 "(B-LRP samples dropout itself and keeps BatchNorm in eval mode)")
+
+
+def check_eval_mode(model: nn.Module) -> None:
+    """What scoring a deterministic network needs (pixel flipping): every module in eval
+    mode, dropout included."""
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(
+            f"the model is in training mode (module {training[0]!r}"
+            f"{f' and {len(training) - 1} more' if len(training) > 1 else ''}): call "
+            "model.eval() first. Pixel flipping scores the deterministic network and does not "
+            "change the model's mode itself.")
 
 
 @contextmanager
@@ -124,7 +149,9 @@ def relevance_backward(logits: Tensor, target: Tensor, x: Tensor,
     reference contributions; also returns the references' gradients."""
     grads = torch.autograd.grad(logits, [x, *references], grad_outputs=target,
                                 allow_unused=True)
-    gx, gref = grads[0], list(grads[1:])
+    # allow_unused: an input the graph does not reach has the gradient None
+    gx: Tensor | None = grads[0]
+    gref: list[Tensor | None] = list(grads[1:])
     rel = x.detach() * gx if gx is not None else torch.zeros_like(x)
     for ref, g in zip(references, gref, strict=True):
         if g is not None:
@@ -144,7 +171,7 @@ def analyze(model: nn.Module, x: Tensor, target: Target = None,
     relevance is the same up to float rounding.
     """
     comp = get_composite(composite)
-    _check_model(model)
+    check_batchnorm_eval(model)
     x = _prepare_input(x)
     table = layer_table(model, x)
     recorder = LayerRecorder() if record else None
@@ -189,5 +216,5 @@ def gradient_x_input(model: nn.Module, x: Tensor, target: Target = None) -> Tens
 
 
 __all__ = ["DropoutFn", "Explanation", "LayerRelevance", "RelevancePass", "Target",
-           "analyze", "explain", "gradient_x_input", "input_shaped", "relevance_backward",
-           "resolve_target"]
+           "analyze", "check_batchnorm_eval", "check_eval_mode", "class_indices", "explain",
+           "gradient_x_input", "input_shaped", "relevance_backward", "resolve_target"]

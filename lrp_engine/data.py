@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import gzip
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ MNIST_HIGH = (1.0 - MNIST_MEAN) / MNIST_STD
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_NPZ = ROOT / "lrp_engine" / "assets" / "mnist" / "mnist_5k_split.npz"
-SPLITS = ("train", "test")
+#: the bundled split's two parts
+Split = Literal["train", "test"]
+SPLITS: tuple[Split, ...] = get_args(Split)
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,7 +48,7 @@ def _bundled_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_bundled_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+def load_bundled_mnist(split: Split = "test") -> tuple[np.ndarray, np.ndarray]:
     """The bundled digits of ``split`` ("train": 4 000, "test": 1 000).
 
     Returns ``(images, labels)``: uint8 [N, 28, 28] in 0…255 and int64 [N]. The arrays are

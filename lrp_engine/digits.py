@@ -13,9 +13,13 @@ Nothing here raises for a bad drawing: the result says why there is no digit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image
+
+#: where a digit came from, as its messages name it
+DigitSource = Literal["canvas", "image"]
 
 #: side of the output image and of the box the digit's longest side is scaled to (MNIST)
 FIELD = 28
@@ -98,13 +102,13 @@ def _ink_mask(ink: np.ndarray) -> np.ndarray:
     return ink >= INK_THRESHOLD
 
 
-def _blank(source: str) -> str:
+def _blank(source: DigitSource) -> str:
     if source == "canvas":
         return "The canvas is blank: draw a digit (one stroke is enough)."
     return f"The {source} is blank: no digit was found in it."
 
 
-def ink_to_digit(ink: np.ndarray, source: str = "canvas") -> DigitResult:
+def ink_to_digit(ink: np.ndarray, source: DigitSource = "canvas") -> DigitResult:
     """Ink intensities [H, W] in [0, 1] (digit bright, background 0) → MNIST-style digit.
 
     1. crop to the bounding box of pixels with ink ≥ 0.1;

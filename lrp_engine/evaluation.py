@@ -1,7 +1,7 @@
 """Faithfulness and localisation metrics for relevance maps, batched.
 
-Pixel flipping (Bach et al. 2015; region perturbation: Samek et al. 2017) as in the B-LRP
-MNIST notebook: the score of the target class is recorded, then ``pixels_per_step`` pixels
+Pixel flipping (Bach et al. 2015; region perturbation: Samek et al. 2017): the score of the
+target class is recorded, then ``pixels_per_step`` pixels
 (the most relevant first) are replaced by a fill value, and so on; ``steps`` evaluations in
 total, so evaluation ``s`` (0-based) sees ``s · pixels_per_step`` flipped pixels (patches).
 
@@ -32,6 +32,8 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .core import check_eval_mode, class_indices
 
 #: what flipped pixels become (see :func:`fill_values`)
 Fill = Literal["uniform", "zero", "mean", "blur"]
@@ -112,7 +114,7 @@ def fill_values(x: Tensor, fill: Fill = "uniform", data_range: tuple[float, floa
     """The values flipped pixels take, like ``x`` [N, C, H, W] (model input units).
 
     ``"uniform"``: U(data_range) in raw units, drawn per image, channel and pixel from the
-    image's own generator, then normalised (the notebook: ``(U(0,1) − 0.1307)/0.3081``);
+    image's own generator, then normalised (MNIST: ``(U(0, 1) − MNIST_MEAN) / MNIST_STD``);
     ``"zero"``: raw 0, normalised; ``"mean"``: the image's per-channel mean; ``"blur"``: a
     Gaussian-blurred copy (5×5, σ = 1) of the image.
     """
@@ -197,16 +199,6 @@ def pixel_ranks(relevance: Tensor, x_shape: Sequence[int], order: Order = "most"
 
 # -- model evaluation ---------------------------------------------------------------------
 
-def _check_eval_mode(model: nn.Module) -> None:
-    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
-    if training:
-        raise ValueError(
-            f"the model is in training mode (module {training[0]!r}"
-            f"{f' and {len(training) - 1} more' if len(training) > 1 else ''}): call "
-            "model.eval() first. Pixel flipping scores the deterministic network and does not "
-            "change the model's mode itself.")
-
-
 def channels_last_copy(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose 4-D weights are channels-last (the other parameters and
     buffers are shared, not copied). On the CPU, convolutions and pooling run about 2× faster
@@ -225,7 +217,7 @@ def to_channels_last(t: Tensor) -> Tensor:
     """``t`` [N, C, H, W] with exactly channels-last strides, also when C = 1 (where
     ``contiguous(memory_format=...)`` keeps the ambiguous default strides, and convolutions
     then fall back to the slower channels-first layout)."""
-    n, c, h, w = t.shape
+    _, c, h, w = t.shape
     strides = (h * w * c, 1, w * c, c)
     if t.stride() == strides:
         return t
@@ -246,24 +238,31 @@ def _signature(model: nn.Module) -> tuple:
     return mods, weights
 
 
-def _evaluation_model(model: nn.Module, x: Tensor, channels_last: bool | None
-                      ) -> tuple[nn.Module, bool]:
-    """The model to run and whether to feed channels-last inputs (auto: on the CPU, for a
-    model with 4-D weights). The copy is cached per model while its weights are unchanged."""
-    use = x.device.type == "cpu" if channels_last is None else channels_last
-    if not use or not any(p.dim() == 4 for p in model.parameters()):
-        return model, use
+def channels_last_twin(model: nn.Module) -> nn.Module:
+    """:func:`channels_last_copy` of ``model``, kept per model while its modules and 4-D
+    weights are unchanged; ``model`` itself when it has no 4-D weights or cannot be copied.
+    For CPU runs: the caller decides that the device is the CPU."""
+    if not any(p.dim() == 4 for p in model.parameters()):
+        return model
     sig = _signature(model)
     with _TWINS_LOCK:
         hit = _TWINS.get(model)
         if hit is not None and hit[0] == sig:
-            return hit[1], True
+            return hit[1]
         try:
             twin = channels_last_copy(model)
         except Exception:  # noqa: BLE001 - an uncopyable model is simply run as it is
-            return model, use
+            return model
         _TWINS[model] = (sig, twin)
-        return twin, True
+        return twin
+
+
+def _evaluation_model(model: nn.Module, x: Tensor, channels_last: bool | None
+                      ) -> tuple[nn.Module, bool]:
+    """The model to run and whether to feed channels-last inputs (auto: on the CPU, for a
+    model with 4-D weights: :func:`channels_last_twin`)."""
+    use = x.device.type == "cpu" if channels_last is None else channels_last
+    return (channels_last_twin(model) if use else model), use
 
 
 def _scores(logits: Tensor, target: Tensor, score: Score) -> Tensor:
@@ -273,16 +272,6 @@ def _scores(logits: Tensor, target: Tensor, score: Score) -> Tensor:
     if score == "softmax":
         logits = logits.log_softmax(1).exp()
     return logits.gather(1, target[:, None])[:, 0]
-
-
-def _resolve_target(target: int | Tensor, n: int, device: torch.device) -> Tensor:
-    """Target class per image, [N] long."""
-    t = torch.as_tensor(target, device=device).to(torch.long).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise ValueError(f"target has {t.numel()} entries for a batch of {n}")
-    return t
 
 
 def _check_classes(t: Tensor, logits: Tensor) -> Tensor:
@@ -325,7 +314,7 @@ def pixel_flipping(model: nn.Module, x: Tensor, target: int | Tensor | None, rel
     not modified.
     """
     _check_inputs(x, steps, pixels_per_step, score)
-    _check_eval_mode(model)
+    check_eval_mode(model)
     x = x.detach()
     ranks, n_units = pixel_ranks(relevance.detach().to(x.device), x.shape, order, patch, seed,
                                  image_ids)
@@ -352,7 +341,7 @@ def _evaluate_curves(net: nn.Module, x: Tensor, values: Tensor, ranks: Tensor,
     target when ``target`` is None, comes before its other steps."""
     n = x.shape[0]
     out = torch.empty(n * steps, dtype=x.dtype, device=x.device)
-    t = None if target is None else _resolve_target(target, n, x.device)
+    t = None if target is None else class_indices(target, n, x.device)
     t_pred = torch.zeros(n, dtype=torch.long, device=x.device)
     thresholds = (torch.arange(steps, device=x.device) * pps).view(1, steps, 1, 1, 1)
     total = n * steps

@@ -1,4 +1,4 @@
-"""The B-LRP pixel-flipping experiment of the MNIST notebook, reproducible and batched.
+"""The B-LRP pixel-flipping experiment on MNIST (the README's table), reproducible and batched.
 
 For the first ``n_images`` bundled held-out digits and the bundled LeNet, with the true
 label as target: standard LRP-ε, B-LRP percentile maps (α ∈ {5, 25, 50, 75, 95}, one
@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -34,25 +35,29 @@ from torch import Tensor, nn
 from .core import explain, gradient_x_input
 from .data import MNIST_MEAN, MNIST_STD
 from .evaluation import (
+    Fill,
+    Score,
     aopc,
     auc,
-    channels_last_copy,
+    channels_last_twin,
     fill_values,
     fraction_flipped,
     pixel_flipping,
     to_channels_last,
 )
 
-#: the notebook's normalisation of MNIST (raw pixels in [0, 1]): (0.1307, 0.3081)
+#: the bundled digit models' normalisation (raw pixels in [0, 1]): MNIST's mean and std
 MNIST_NORMALISE = (MNIST_MEAN, MNIST_STD)
-METHOD_KINDS = ("lrp", "blrp", "gradient_x_input", "random")
+#: the relevance methods an experiment compares
+Method = Literal["lrp", "blrp", "gradient_x_input", "random"]
+METHOD_KINDS: tuple[Method, ...] = get_args(Method)
 
 ProgressFn = Callable[[int, int, dict[str, np.ndarray]], None]
 
 
 @dataclass(frozen=True)
 class PixelFlippingConfig:
-    """Settings of one run; the defaults are the notebook's main experiment.
+    """Settings of one run; the defaults are the experiment of the README's table.
 
     ``steps`` evaluations with ``pixels_per_step`` pixels flipped between them; B-LRP with
     ``n_samples`` posterior samples. ``chunk_images``: images per relevance call and
@@ -64,11 +69,11 @@ class PixelFlippingConfig:
     n_samples: int = 100
     steps: int = 64
     pixels_per_step: int = 4
-    fill: str = "uniform"
-    score: str = "logit"
+    fill: Fill = "uniform"
+    score: Score = "logit"
     composite: str = "epsilon"
     alphas: tuple[float, ...] = (5, 25, 50, 75, 95)
-    methods: tuple[str, ...] = METHOD_KINDS
+    methods: tuple[Method, ...] = METHOD_KINDS
     device: str = "cpu"
     seed: int = 0
     chunk_images: int = 50
@@ -130,7 +135,7 @@ class ExperimentResult:
     def summary(self) -> list[dict[str, float | int | str]]:
         """One row per method: mean AUC (lower = more faithful) and AOPC (higher = more
         faithful) over images, with standard errors of the mean."""
-        rows = []
+        rows: list[dict[str, float | int | str]] = []
         for key, c in self.curves.items():
             t = torch.from_numpy(c)
             a, o = auc(t).numpy(), aopc(t).numpy()
@@ -219,9 +224,7 @@ def _like_model(x: Tensor, model: nn.Module) -> Tensor:
 
 def _fast_model(model: nn.Module, device: torch.device) -> nn.Module:
     """A channels-last copy for CPU runs (B-LRP's many backward passes gain ~1.2–2×)."""
-    if device.type != "cpu" or not any(p.dim() == 4 for p in model.parameters()):
-        return model
-    return channels_last_copy(model)
+    return channels_last_twin(model) if device.type == "cpu" else model
 
 
 def _flip_chunk(model: nn.Module, x: Tensor, y: Tensor, maps: dict[str, Tensor | None],
@@ -322,39 +325,20 @@ def format_summary(result: ExperimentResult) -> str:
 
 
 def curves_figure(result: ExperimentResult, title: str | None = None):
-    """Plotly figure: mean score vs percentage of pixels flipped, one line per method."""
-    import plotly.graph_objects as go
+    """Plotly figure: mean score vs percentage of pixels flipped, one line per method
+    (:func:`lrp_engine.viz.curves_figure`)."""
+    from .viz import curves_figure as figure
 
     cfg = result.config
-    x = 100 * result.fraction_flipped
-    fig = go.Figure()
-    for key, y in result.mean_curves().items():
-        style = _line_style(key)
-        fig.add_trace(go.Scatter(
-            x=x, y=y, name=method_label(key), mode="lines+markers", **style,
-            hovertemplate="%{x:.1f}% flipped: %{y:.3f}<extra>" + method_label(key)
-            + "</extra>"))
     score = "logit" if cfg.score == "logit" else "probability"
-    fig.update_layout(
-        title=title or (f"Pixel flipping, MNIST ({result.n_images} images, "
-                        f"B-LRP {cfg.n_samples} samples, fill {cfg.fill})"),
-        xaxis_title="Percentage of pixels flipped", yaxis_title=f"Mean output score ({score})",
-        template="plotly_white", hovermode="x unified", legend_title_text="Relevance")
-    fig.update_xaxes(ticksuffix="%")
+    means = result.mean_curves()
+    fig = figure(100 * result.fraction_flipped, means, {k: method_label(k) for k in means},
+                 title=title or (f"Pixel flipping, MNIST ({result.n_images} images, "
+                                 f"B-LRP {cfg.n_samples} samples, fill {cfg.fill})"),
+                 y_title=f"Mean output score ({score})", height=600,
+                 x_title="Percentage of pixels flipped")
+    fig.update_layout(legend_title_text="Relevance")
     return fig
-
-
-def _line_style(key: str) -> dict:
-    if key == "lrp":
-        return {"line": {"width": 3, "color": "#1f77b4"},
-                "marker": {"symbol": "star", "size": 9}}
-    if key == "random":
-        return {"line": {"width": 2, "dash": "dash", "color": "#7f7f7f"},
-                "marker": {"size": 4}}
-    if key == "gradient_x_input":
-        return {"line": {"width": 2, "dash": "dot", "color": "#2ca02c"},
-                "marker": {"size": 4}}
-    return {"line": {"width": 1.5}, "marker": {"size": 4}}
 
 
 def write_outputs(result: ExperimentResult, out_dir: str | Path) -> tuple[list[Path], list[str]]:
@@ -366,8 +350,9 @@ def write_outputs(result: ExperimentResult, out_dir: str | Path) -> tuple[list[P
     out.mkdir(parents=True, exist_ok=True)
     paths = [_write_curves_csv(result, out / "curves.csv"),
              _write_summary_csv(result, out / "summary.csv")]
+    # numpy's stub matches the curves' **kwargs against its allow_pickle keyword
     np.savez_compressed(out / "curves.npz", fraction_flipped=result.fraction_flipped,
-                        targets=result.targets, **result.curves)
+                        targets=result.targets, **result.curves)  # type: ignore[arg-type]
     paths.append(out / "curves.npz")
     paths.append(_write_config(result, out / "config.json"))
     fig = curves_figure(result)

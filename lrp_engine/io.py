@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -24,6 +25,8 @@ from .digits import ink_to_digit
 
 #: default pixel limit (width × height): 25 MP, a large phone photo; digits need far less
 DEFAULT_MAX_PIXELS = 25_000_000
+#: what transparent pixels become: ``"auto"`` (contrasting with the opaque ones), black, white
+Background = Literal["auto", "black", "white"]
 #: uploads are reduced to this longest side before digit preprocessing (speed only)
 DIGIT_WORK_SIDE = 560
 
@@ -118,7 +121,7 @@ def _auto_background(rgba: np.ndarray) -> str:
     return "white" if mean < 128 else "black"
 
 
-def _to_rgb(img: Image.Image, background: str) -> Image.Image:
+def _to_rgb(img: Image.Image, background: Background) -> Image.Image:
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return Image.fromarray(_scale_to_uint8(np.asarray(img))).convert("RGB")
@@ -142,7 +145,7 @@ def _to_rgb(img: Image.Image, background: str) -> Image.Image:
 
 
 def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-               background: str = "auto") -> Image.Image:
+               background: Background = "auto") -> Image.Image:
     """Decode an uploaded file into an ``RGB`` PIL image.
 
     ``max_pixels``: the largest width × height accepted (checked from the header, before
@@ -183,6 +186,6 @@ def image_to_digit(img: Image.Image) -> np.ndarray:
                              "read.")
     ink = np.clip((a - bg) / span, 0.0, 1.0)
     res = ink_to_digit(ink, source="image")
-    if not res.ok:
+    if res.image is None:
         raise ImageLoadError(res.reason or "No digit was found in the image.")
     return res.image

@@ -25,7 +25,7 @@ Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, i
 #: gradient. With more taps oneDNN's own kernel is the faster one, except for the input
 #: gradient of a pointwise (1×1, stride 1, unpadded) conv, a plain matmul whatever its taps,
 #: which matmul computes faster too (EfficientNet-Lite0's 1×1 convs, measured); its forward,
-#: which γ, z⁺ … evaluate again, stays oneDNN's (there matmul was 2–3× slower).
+#: which γ, z⁺ … evaluate again, stays oneDNN's (matmul is 2–3× slower there).
 IM2COL_MAX_TAPS = 32
 
 

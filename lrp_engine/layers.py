@@ -125,11 +125,12 @@ def role_of(module: nn.Module) -> Role | None:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One executed leaf layer. ``index`` counts all leaf layers in execution order (like the
-    seed notebooks' ``l``); ``fold`` names the BatchNorm folded into this layer, ``folded_into``
-    the layer a BatchNorm is folded into. ``feeds``: the pass-activation or ``nn.ReLU``
-    that is the only (differentiable) reader of the output of this layer, run once (a
-    gradient scaling at that output may then be taken over by the activation).
+    """One executed leaf layer. ``index`` counts all leaf layers in execution order (the
+    layer number ``l`` of LRP's notation); ``fold`` names the BatchNorm folded into this
+    layer, ``folded_into`` the layer a BatchNorm is folded into. ``feeds``: the
+    pass-activation or ``nn.ReLU`` that is the only (differentiable) reader of the output of
+    this layer, run once (a gradient scaling at that output may then be taken over by the
+    activation).
     ``kind`` is the class name of the layer's module, ``module_type`` the class itself
     (:class:`~lrp_engine.graph_ops.Sum` for a residual sum; what ``ByType`` matches)."""
 
@@ -205,8 +206,9 @@ def model_macs(model: nn.Module, table: LayerTable, stop_at_dropout: bool = Fals
     for info in table:
         if info.role == Role.DROPOUT and stop_at_dropout:
             break
-        if info.role == Role.LINEAR:
-            w = model.get_submodule(info.name).weight
+        layer = model.get_submodule(info.name)
+        if info.role == Role.LINEAR and isinstance(layer, LINEAR_TYPES):
+            w = layer.weight
             out = 1
             for d in info.out_shape:
                 out *= d
@@ -231,118 +233,121 @@ def layer_table(model: nn.Module, x: Tensor) -> LayerTable:
     return table
 
 
-def _probe(model: nn.Module, x: Tensor) -> LayerTable:
-    # (name, module or None for a residual sum, input shape, output or None)
-    records: list[tuple[str, nn.Module | None, tuple, Tensor | None]] = []
-    first_input: dict[str, object] = {}  # module name → its input tensor (BatchNorm folding)
-    grad_edges: dict[str, tuple[object, int]] = {}  # name → its output's autograd node
-    calls: dict[str, int] = {}
-    activation_nodes: list[tuple[object, str]] = []  # (autograd node, activation name)
-    seen: set[str] = set()
-    names = {m: n for n, m in model.named_modules()}
-    errors: list[str] = []
-    prober = threading.get_ident()
-    stack: list[str] = []  # names of the modules running now, outermost first
-    mode = ProbeMode(lambda: stack[-1] if stack else "")
-    n_sums = 0
+#: a probe's record of one executed layer: (name, module or None for a residual sum, input
+#: shape, output or None)
+_Record = tuple[str, nn.Module | None, tuple, object]
+#: (name, module, output) of each executed layer
+_Modules = list[tuple[str, nn.Module, object]]
 
-    def flush_sums() -> None:
+_SUPPORTED = (
+    ". Supported: Conv1d/2d/3d, Linear, BatchNorm, LayerNorm, GroupNorm, "
+    "ReLU, LeakyReLU, ReLU6 and other elementwise activations, sigmoid gates, "
+    "MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, Dropout, Flatten, "
+    "Identity, residual sums, multi-head attention")
+
+
+class _Recorder:
+    """The forward hooks of one probe: each executed layer's record (first call), its
+    input, its output's autograd node, its call count; the activations' autograd nodes;
+    the residual sums (from :class:`ProbeMode`) in execution order. Only the probing
+    thread's calls are recorded (another thread may run the same shared model)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.records: list[_Record] = []
+        self.first_input: dict[str, object] = {}  # module name → its input (BatchNorm folding)
+        self.grad_edges: dict[str, tuple[object, int]] = {}  # name → its output's autograd node
+        self.calls: dict[str, int] = {}
+        self.activation_nodes: list[tuple[object, str]] = []  # (autograd node, activation)
+        self.errors: list[str] = []
+        self._seen: set[str] = set()
+        self._names = {m: n for n, m in model.named_modules()}
+        self._prober = threading.get_ident()
+        self._stack: list[str] = []  # names of the modules running now, outermost first
+        self.mode = ProbeMode(lambda: self._stack[-1] if self._stack else "")
+        self._n_sums = 0
+
+    def flush_sums(self) -> None:
         """Give the residual sums run since the last record their rows, in order."""
-        nonlocal n_sums
-        for context, shape in mode.sums[n_sums:]:
+        for context, shape in self.mode.sums[self._n_sums:]:
             base = f"{context}.add" if context else "add"
             name, k = base, 1
-            while name in seen:
+            while name in self._seen:
                 name, k = f"{base}_{k}", k + 1
-            seen.add(name)
-            records.append((name, None, shape, None))
-        n_sums = len(mode.sums)
+            self._seen.add(name)
+            self.records.append((name, None, shape, None))
+        self._n_sums = len(self.mode.sums)
 
-    def pre_hook(module: nn.Module, inputs: tuple) -> None:
-        if threading.get_ident() == prober:
-            flush_sums()
-            stack.append(names.get(module, "?"))
+    def pre_hook(self, module: nn.Module, inputs: tuple) -> None:
+        if threading.get_ident() == self._prober:
+            self.flush_sums()
+            self._stack.append(self._names.get(module, "?"))
 
-    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-        if threading.get_ident() != prober:  # another thread's forward through the same
-            return  # (shared) model while we probe: not ours to record
-        flush_sums()
-        if stack:
-            stack.pop()
-        name = names.get(module, "?")
+    def hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        if threading.get_ident() != self._prober:  # another thread's forward through the
+            return  # same (shared) model while we probe: not ours to record
+        self.flush_sums()
+        if self._stack:
+            self._stack.pop()
+        name = self._names.get(module, "?")
         role = role_of(module)
-        has_children = next(module.children(), None) is not None
-        if has_children and role is None:
-            own = any(True for _ in module.parameters(recurse=False))
-            if own and qualified_name(type(module)) not in PARAMETER_CONTAINERS:
-                errors.append(
-                    f"layer {name!r} ({type(module).__name__}) uses its own parameters in "
-                    f"forward(); only standard layers can be explained")
+        if role is None and next(module.children(), None) is not None:
+            self._check_container(name, module)
             return
-        calls[name] = calls.get(name, 0) + 1
+        self.calls[name] = self.calls.get(name, 0) + 1
         if (role == Role.PASS_ACTIVATION or type(module) is nn.ReLU) \
                 and isinstance(output, Tensor) and output.grad_fn is not None:
-            activation_nodes.append((output.grad_fn, name))  # every call: may be reused
-        if name in seen:
-            return
-        seen.add(name)
-        if isinstance(output, Tensor) and output.grad_fn is not None:
-            grad_edges[name] = (output.grad_fn, output.output_nr)  # before any in-place op
-        if role is None:
-            errors.append(f"unsupported layer {name!r} of type {type(module).__name__}")
-        inp = inputs[0] if inputs else None
-        first_input[name] = inp
-        records.append((name, module, _shape(inp)[1:], output))
+            self.activation_nodes.append((output.grad_fn, name))  # every call: may be reused
+        if name not in self._seen:
+            self._record(name, module, role, inputs, output)
 
-    handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
-    handles += [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.enable_grad(), mode:
-            out = model(x.detach().clone().requires_grad_(True))
-        flush_sums()
-    finally:
-        for h in handles:
-            h.remove()
-    if errors:
-        raise UnsupportedLayerError(
-            errors[0] + ". Supported: Conv1d/2d/3d, Linear, BatchNorm, LayerNorm, GroupNorm, "
-            "ReLU, LeakyReLU, ReLU6 and other elementwise activations, sigmoid gates, "
-            "MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, Dropout, Flatten, "
-            "Identity, residual sums, multi-head attention")
+    def _check_container(self, name: str, module: nn.Module) -> None:
+        """A container may run its children only, or be one whose own parameters we know."""
+        own = any(True for _ in module.parameters(recurse=False))
+        if own and qualified_name(type(module)) not in PARAMETER_CONTAINERS:
+            self.errors.append(
+                f"layer {name!r} ({type(module).__name__}) uses its own parameters in "
+                f"forward(); only standard layers can be explained")
+
+    def _record(self, name: str, module: nn.Module, role: Role | None, inputs: tuple,
+                output: object) -> None:
+        self._seen.add(name)
+        if isinstance(output, Tensor) and output.grad_fn is not None:
+            self.grad_edges[name] = (output.grad_fn, output.output_nr)  # before any in-place op
+        if role is None:
+            self.errors.append(f"unsupported layer {name!r} of type {type(module).__name__}")
+        inp = inputs[0] if inputs else None
+        self.first_input[name] = inp
+        self.records.append((name, module, _shape(inp)[1:], output))
+
+    def run(self, model: nn.Module, x: Tensor) -> object:
+        """One forward of ``model`` on a copy of ``x`` with the hooks on; removes them."""
+        handles = [m.register_forward_pre_hook(self.pre_hook) for m in model.modules()]
+        handles += [m.register_forward_hook(self.hook) for m in model.modules()]
+        try:
+            with torch.enable_grad(), self.mode:
+                out = model(x.detach().clone().requires_grad_(True))
+            self.flush_sums()
+        finally:
+            for h in handles:
+                h.remove()
+        return out
+
+
+def _probe(model: nn.Module, x: Tensor) -> LayerTable:
+    rec = _Recorder(model)
+    out = rec.run(model, x)
+    if rec.errors:
+        raise UnsupportedLayerError(rec.errors[0] + _SUPPORTED)
     if not isinstance(out, Tensor) or out.dim() != 2:
         raise ValueError(
             f"the model must return logits of shape [N, classes]; got {_shape(out)}")
-
-    modules = [(n, m, o) for n, m, _, o in records if m is not None]
-    # BatchNorm folding: a BatchNorm whose input is exactly a linear layer's output.
-    producer = {id(o): name for name, m, o in modules if role_of(m) == Role.LINEAR}
-    fold: dict[str, str] = {}
-    folded_into: dict[str, str] = {}
-    for name, m, _ in modules:
-        inp_t = first_input[name]
-        if role_of(m) == Role.BATCHNORM and id(inp_t) in producer:
-            fold[producer[id(inp_t)]] = name
-            folded_into[name] = producer[id(inp_t)]
-
+    modules = [(n, m, o) for n, m, _, o in rec.records if m is not None]
+    fold, folded_into = _batchnorm_folds(modules, rec.first_input)
     readers = _graph_readers(out)
-    # gates: a sigmoid whose output only multiplies (squeeze-excitation)
-    gates = set()
-    for name, m, _ in modules:
-        if isinstance(m, GATE_TYPES) and name in grad_edges:
-            node, nr = grad_edges[name]
-            nodes = readers.get((id(node), nr), [])
-            if nodes and all(type(n).__name__ == "MulBackward0" for n in nodes):
-                gates.add(name)
-    # a layer run once whose output is read by one autograd node only, an activation's
-    activation_of = {id(node): name for node, name in activation_nodes if name not in gates}
-    feeds: dict[str, str] = {}
-    for name, (node, nr) in grad_edges.items():
-        nodes = readers.get((id(node), nr), [])
-        if calls[name] == 1 and len(nodes) == 1 and id(nodes[0]) in activation_of:
-            feeds[name] = activation_of[id(nodes[0])]
+    gates = _gates(modules, rec.grad_edges, readers)
+    feeds = _activation_feeds(rec, readers, gates)
 
-    def row(i: int, name: str, m: nn.Module | None, in_shape: tuple, o: Tensor | None
-            ) -> LayerInfo:
+    def row(i: int, name: str, m: nn.Module | None, in_shape: tuple, o: object) -> LayerInfo:
         if m is None:
             return LayerInfo(index=i, name=name, kind=SUM_KIND, role=Role.SUM,
                              in_shape=in_shape, out_shape=in_shape, module_type=Sum)
@@ -352,9 +357,51 @@ def _probe(model: nn.Module, x: Tensor) -> LayerTable:
                          folded_into=folded_into.get(name), feeds=feeds.get(name),
                          module_type=type(m))
 
-    layers = tuple(row(i, *r) for i, r in enumerate(records))
+    layers = tuple(row(i, *r) for i, r in enumerate(rec.records))
     return LayerTable(layers=layers, input_shape=tuple(x.shape[1:]),
-                      graph_ops=bool(mode.sums) or mode.attention)
+                      graph_ops=bool(rec.mode.sums) or rec.mode.attention)
+
+
+def _batchnorm_folds(modules: _Modules, first_input: dict[str, object]
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """BatchNorm folding: a BatchNorm whose input is exactly a linear layer's output.
+    Returns (linear layer → its BatchNorm, BatchNorm → its linear layer)."""
+    producer = {id(o): name for name, m, o in modules if role_of(m) == Role.LINEAR}
+    fold: dict[str, str] = {}
+    folded_into: dict[str, str] = {}
+    for name, m, _ in modules:
+        inp_t = first_input[name]
+        if role_of(m) == Role.BATCHNORM and id(inp_t) in producer:
+            fold[producer[id(inp_t)]] = name
+            folded_into[name] = producer[id(inp_t)]
+    return fold, folded_into
+
+
+def _gates(modules: _Modules, grad_edges: dict[str, tuple[object, int]],
+           readers: dict[tuple[int, int], list]) -> set[str]:
+    """Gates: the sigmoids whose output only multiplies (squeeze-excitation)."""
+    gates = set()
+    for name, m, _ in modules:
+        if isinstance(m, GATE_TYPES) and name in grad_edges:
+            node, nr = grad_edges[name]
+            nodes = readers.get((id(node), nr), [])
+            if nodes and all(type(n).__name__ == "MulBackward0" for n in nodes):
+                gates.add(name)
+    return gates
+
+
+def _activation_feeds(rec: _Recorder, readers: dict[tuple[int, int], list], gates: set[str]
+                      ) -> dict[str, str]:
+    """A layer run once whose output is read by one autograd node only, an activation's:
+    layer → that activation."""
+    activation_of = {id(node): name for node, name in rec.activation_nodes
+                     if name not in gates}
+    feeds: dict[str, str] = {}
+    for name, (node, nr) in rec.grad_edges.items():
+        nodes = readers.get((id(node), nr), [])
+        if rec.calls[name] == 1 and len(nodes) == 1 and id(nodes[0]) in activation_of:
+            feeds[name] = activation_of[id(nodes[0])]
+    return feeds
 
 
 def _graph_readers(out: Tensor) -> dict[tuple[int, int], list]:

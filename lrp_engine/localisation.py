@@ -152,7 +152,7 @@ def localisation_table(model: nn.Module, images: Tensor, masks: Tensor, targets:
         hit = pointing_game(rel, masks, tolerance).float()
         rows.append(LocalisationRow(method=_name(method), rma=float(rma.mean()),
                                     rma_std=float(rma.std()) if len(rma) > 1 else 0.0,
-                                    pointing=float(hit.mean()), n=int(len(rma)),
+                                    pointing=float(hit.mean()), n=len(rma),
                                     seconds=seconds))
     return rows
 

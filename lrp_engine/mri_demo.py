@@ -39,17 +39,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .data import Split
+from .models.mri_demo_net import CLASS_NAMES, SIZE, MRIDemoNet
+from .models.zoo import bundled_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 SLICES_FILE = ROOT / "lrp_engine" / "assets" / "mri" / "mni152_slices.npz"
-WEIGHTS_FILE = ROOT / "lrp_engine" / "assets" / "models" / "mri_demo.pt"
+#: the bundled trained weights (the registry's file of "mri_demo")
+WEIGHTS_FILE = bundled_weights("mri_demo").path
 
-CLASS_NAMES: tuple[str, ...] = ("no lesion", "left-hemisphere round lesion",
-                                "right-hemisphere round lesion", "midline elongated lesion")
 DISCLAIMER = ("Synthetic demo: a healthy brain template with computer-drawn lesions. "
               "Not a medical device, not diagnostic, trained on no patient data.")
-SIZE = 96
-#: model input: intensities in [0, 1] (no further normalisation); zB bounds 0 and 1
-PREPROCESSING = {"size": SIZE, "mean": (0.0,), "std": (1.0,)}
 WM_LEVEL = 0.75  # the template's 255 maps to this: white matter ≈ 0.6–0.72
 TEST_SEED = 20240605
 TRAIN_SEED = 0
@@ -68,7 +68,7 @@ class TemplateSlices:
     midline: float
     mm_per_pixel: float
 
-    def split(self, name: str) -> np.ndarray:
+    def split(self, name: Split) -> np.ndarray:
         """Slice indices of a split: every 4th slice (from the 2nd) is held out for "test"."""
         idx = np.arange(len(self.images))
         test = idx % 4 == 1
@@ -180,7 +180,7 @@ class LesionBatch:
         return int(self.labels.numel())
 
 
-def generate(n: int, seed: int, split: str = "train", augment: bool = True,
+def generate(n: int, seed: int, split: Split = "train", augment: bool = True,
              slices: TemplateSlices | None = None) -> LesionBatch:
     """``n`` labelled images (classes balanced, order shuffled) from ``split``'s slices.
 
@@ -214,34 +214,6 @@ def held_out_set(n: int = 200) -> LesionBatch:
 
 
 # -- the model -----------------------------------------------------------------------------
-
-class MRIDemoNet(nn.Module):
-    """A small VGG-style CNN: [N, 1, 96, 96] in [0, 1] → logits [N, 4].
-
-    conv3×3-BatchNorm-ReLU blocks (the engine folds each BatchNorm into its conv) with 2×2
-    max pooling (16, 32, 64, 64 channels; 96 → 6 pixels),
-    4×4 adaptive average pooling (keeps coarse position: left/right matters here), then
-    dropout → linear(1024, 64) → ReLU → dropout → linear(64, classes). Only layers the LRP
-    engine handles; the two dropouts make it usable with B-LRP.
-    """
-
-    def __init__(self, num_classes: int = len(CLASS_NAMES), dropout: float = 0.3) -> None:
-        super().__init__()
-        chans = (1, 16, 32, 64, 64)
-        layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                       nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d((4, 4))
-        self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(64, num_classes))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
-
 
 def load_mri_demo_model(path: str | Path = WEIGHTS_FILE) -> MRIDemoNet:
     """The bundled trained demo model, in eval mode."""

@@ -22,6 +22,7 @@ any intensity units) to it. Train and test lesions are centred on disjoint templ
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import Split
+from .models.card import PreprocessingCard
 from .mri_demo import (
     CLASS_NAMES,
     DISCLAIMER,
@@ -46,10 +49,10 @@ from .mri_demo import (
     load_slices,
 )
 
-__all__ = ["CLASS_NAMES", "DISCLAIMER", "INPUT_SHAPE", "VOLUME_SHAPE", "MRIDemo3DNet",
-           "VolumeBatch", "accuracy", "demo_volume", "draw_lesion_3d", "generate_volumes",
-           "held_out_volumes", "load_mri_demo3d_model", "resample_mask", "train",
-           "volume_to_input"]
+__all__ = ["CLASS_NAMES", "DISCLAIMER", "HIGH_PCT", "INPUT_SHAPE", "LOW_PCT",
+           "SLICE_PREPROCESSING", "VOLUME_SHAPE", "MRIDemo3DNet", "VolumeBatch", "accuracy",
+           "demo_volume", "draw_lesion_3d", "generate_volumes", "held_out_volumes",
+           "load_mri_demo3d_model", "resample_mask", "train", "volume_to_input"]
 
 WEIGHTS_FILE = ROOT / "lrp_engine" / "assets" / "models" / "mri_demo3d.pt"
 #: the full-resolution demo volume [Z, H, W]: the bundled slices stacked
@@ -57,6 +60,10 @@ VOLUME_SHAPE: tuple[int, int, int] = (32, 96, 96)
 #: the model's input grid [D, H, W]: the demo volume downsampled 4× along z (8 mm between
 #: slices) and 2× in the plane (3.94 mm pixels)
 INPUT_SHAPE: tuple[int, int, int] = (8, 48, 48)
+#: the card of the model's axial slices (a volume [1, 1, D, H, W] is made of them): grey,
+#: padded to a square and resized to 48×48, intensities in [0, 1] by a percentile window
+SLICE_PREPROCESSING = PreprocessingCard(size=INPUT_SHAPE[1:], resize="pad-square", channels=1,
+                                        mean=(), std=(), windowing="percentile")
 #: percentiles of a volume's intensities that :func:`volume_to_input` maps to 0 and to
 #: :data:`TOP_LEVEL`
 LOW_PCT, HIGH_PCT = 0.5, 99.5
@@ -84,7 +91,8 @@ def _resample(a: Tensor, size: Sequence[int]) -> Tensor:
     if grow != tuple(a.shape[2:]):
         a = F.interpolate(a, size=grow, mode="trilinear", align_corners=False)
     if grow != tuple(size):
-        a = F.adaptive_avg_pool3d(a, tuple(size))
+        d, h, w = size
+        a = F.adaptive_avg_pool3d(a, (d, h, w))
     return a
 
 
@@ -162,7 +170,7 @@ def draw_lesion_3d(volume: np.ndarray, brain: np.ndarray, label: int, midline: f
     return out.astype(np.float32), (r < 1.0) & brain
 
 
-def _centre_slices(t: TemplateSlices, split: str) -> np.ndarray:
+def _centre_slices(t: TemplateSlices, split: Split) -> np.ndarray:
     """Lesion centre slices of a split: the 2-D demo's slices, away from the volume's ends
     (a lesion of the largest half-height fits above and below)."""
     idx = t.split(split)
@@ -184,7 +192,7 @@ def _augment(vol: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     return np.clip(vol, 0.0, 1.0).astype(np.float32), mask
 
 
-def _volume(rng: np.random.Generator, label: int, split: str, augment: bool,
+def _volume(rng: np.random.Generator, label: int, split: Split, augment: bool,
             t: TemplateSlices) -> tuple[np.ndarray, np.ndarray, int]:
     """One full-resolution volume [32, 96, 96] in [0, 1], its mask and the lesion's centre
     slice (−1 for "no lesion")."""
@@ -212,7 +220,7 @@ class VolumeBatch:
         return int(self.labels.numel())
 
 
-def generate_volumes(n: int, seed: int, split: str = "train", augment: bool = True,
+def generate_volumes(n: int, seed: int, split: Split = "train", augment: bool = True,
                      slices: TemplateSlices | None = None) -> VolumeBatch:
     """``n`` labelled volumes on the model's grid (classes balanced, order shuffled), lesions
     centred on ``split``'s slices. Deterministic in ``(n, seed, split, augment)``."""
@@ -276,7 +284,7 @@ class MRIDemo3DNet(nn.Module):
         super().__init__()
         chans = (1, 8, 16, 32)
         layers: list[nn.Module] = []
-        for cin, cout in zip(chans[:-1], chans[1:], strict=True):
+        for cin, cout in itertools.pairwise(chans):
             layers += [nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout),
                        nn.ReLU(), nn.MaxPool3d(2)]
         layers += [nn.Conv3d(chans[-1], 32, 3, padding=1, bias=False), nn.BatchNorm3d(32),
@@ -294,6 +302,7 @@ class MRIDemo3DNet(nn.Module):
         ln 4): every volume is the same template brain, whose many edges outweigh a lesion's
         few voxels in every max pool, so no gradient reached the lesions."""
         conv, bn = self.features[0], self.features[1]
+        assert isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d)
         with torch.no_grad():
             conv.weight.mul_(0.3).add_(1.0 / conv.weight[0].numel())
             bn.bias.fill_(-1.5)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+#: the norms :func:`constant_statistics` takes (torchvision's LayerNorm2d is a LayerNorm)
+NormLayer = nn.LayerNorm | nn.GroupNorm
 
-def _statistic_dims(module: nn.Module, x: Tensor) -> tuple[Tensor, tuple[int, ...], tuple]:
+
+def _statistic_dims(module: NormLayer, x: Tensor) -> tuple[Tensor, tuple[int, ...], tuple]:
     """(x viewed for normalising, the dims normalised over, the view of the affine
     parameters that broadcasts against the output)."""
     if isinstance(module, nn.GroupNorm):
@@ -26,7 +29,7 @@ def _statistic_dims(module: nn.Module, x: Tensor) -> tuple[Tensor, tuple[int, ..
     return x, tuple(range(x.dim() - k, x.dim())), tuple(module.normalized_shape)
 
 
-def constant_statistics(module: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+def constant_statistics(module: NormLayer, x: Tensor, out: Tensor) -> Tensor:
     """``out``'s values, with the gradient of the norm whose σ is a constant (see the
     module docstring). ``module``: nn.LayerNorm, torchvision's LayerNorm2d or
     nn.GroupNorm; ``x``: its input, ``out``: its output (same shape)."""

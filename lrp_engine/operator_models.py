@@ -72,9 +72,8 @@ def _card(value: object, where: str) -> PreprocessingCard:
         raise OperatorModelError(f"{where}: preprocessing: {e}") from None
 
 
-def read_config(path: str | Path) -> list[OperatorModel]:
-    """The models of the TOML file ``path`` (paths in it are relative to its folder)."""
-    path = Path(path).expanduser()
+def _rows(path: Path) -> list[dict]:
+    """The ``[[model]]`` tables of the TOML file ``path``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
@@ -84,30 +83,49 @@ def read_config(path: str | Path) -> list[OperatorModel]:
     rows = data.get("model", [])
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise OperatorModelError(f"{path}: models must be [[model]] tables")
+    return rows
+
+
+def _code(row: dict, where: str) -> tuple[str, str]:
+    """``code = "path/to/file.py:ClassName"`` → (file, class name)."""
+    code = row.get("code")
+    if not isinstance(code, str) or ":" not in code:
+        raise OperatorModelError(f"{where}: code must be 'path/to/file.py:ClassName'")
+    file, _, cls = code.rpartition(":")
+    if not cls.isidentifier():
+        raise OperatorModelError(f"{where}: '{cls}' is not a Python class name")
+    return file, cls
+
+
+def _fields(row: dict, where: str) -> tuple[str, str, str, str, dict, list[str]]:
+    """A ``[[model]]`` table's checked values: name, file, class, weights, kwargs, class
+    names."""
+    unknown = sorted(set(row) - _KNOWN)
+    if unknown:
+        raise OperatorModelError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    name = row.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise OperatorModelError(f"{where}: name must be letters, digits, _ or -")
+    file, cls = _code(row, where)
+    weights = row.get("weights")
+    if not isinstance(weights, str):
+        raise OperatorModelError(f"{where}: weights must be a file path")
+    kwargs = row.get("kwargs", {})
+    names = row.get("class_names", [])
+    if not isinstance(kwargs, dict):
+        raise OperatorModelError(f"{where}: kwargs must be a table")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise OperatorModelError(f"{where}: class_names must be a list of strings")
+    return name, file, cls, weights, kwargs, names
+
+
+def read_config(path: str | Path) -> list[OperatorModel]:
+    """The models of the TOML file ``path`` (paths in it are relative to its folder)."""
+    path = Path(path).expanduser()
     out: list[OperatorModel] = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(_rows(path)):
         where = f"{path}, model {i + 1}"
-        unknown = sorted(set(row) - _KNOWN)
-        if unknown:
-            raise OperatorModelError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        name = row.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise OperatorModelError(f"{where}: name must be letters, digits, _ or -")
-        code = row.get("code")
-        if not isinstance(code, str) or ":" not in code:
-            raise OperatorModelError(f"{where}: code must be 'path/to/file.py:ClassName'")
-        file, _, cls = code.rpartition(":")
-        if not cls.isidentifier():
-            raise OperatorModelError(f"{where}: '{cls}' is not a Python class name")
-        weights = row.get("weights")
-        if not isinstance(weights, str):
-            raise OperatorModelError(f"{where}: weights must be a file path")
-        kwargs = row.get("kwargs", {})
-        names = row.get("class_names", [])
-        if not isinstance(kwargs, dict):
-            raise OperatorModelError(f"{where}: kwargs must be a table")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise OperatorModelError(f"{where}: class_names must be a list of strings")
+        name, file, cls, weights, kwargs, names = _fields(row, where)
         if any(m.name == name for m in out):
             raise OperatorModelError(f"{where}: the name '{name}' is used twice")
         label = row.get("label", name)
@@ -145,7 +163,7 @@ def build(spec: OperatorModel) -> nn.Module:
     except AttributeError:
         raise OperatorModelError(f"{spec.name}: {spec.file} has no class "
                                  f"{spec.class_name}") from None
-    except Exception as e:  # the operator's own code: say what failed
+    except Exception as e:  # noqa: BLE001 - the operator's own code: say what failed
         raise OperatorModelError(f"{spec.name}: building {spec.class_name} from {spec.file} "
                                  f"failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, nn.Module):
@@ -161,7 +179,7 @@ def build(spec: OperatorModel) -> nn.Module:
                 state["state_dict"], dict):
             state = state["state_dict"]
         model.load_state_dict(state, strict=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - torch.load and load_state_dict raise many types
         raise OperatorModelError(f"{spec.name}: the weights {spec.weights} do not load: "
                                  f"{str(e).splitlines()[0][:300]}") from None
     return model.eval()

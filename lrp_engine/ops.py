@@ -12,6 +12,7 @@ layer is folded into that layer's weight and bias (the canonical form for LRP).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,13 @@ from .kernels import IM2COL_MAX_TAPS, Geometry, im2col_conv2d, is_pointwise, unf
 Forward = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: the layers of each role that :func:`linear_op`, :func:`batchnorm_op` and :func:`pool_op`
+#: take (``layers.role_of`` gives these roles by these types)
+LinearLayer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
+BatchNormLayer = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d
+PoolLayer = (nn.AvgPool1d | nn.AvgPool2d | nn.AvgPool3d | nn.AdaptiveAvgPool1d
+             | nn.AdaptiveAvgPool2d | nn.AdaptiveAvgPool3d | nn.MaxPool1d | nn.MaxPool2d
+             | nn.MaxPool3d)
 LINEAR_TYPES = (nn.Linear, *CONV_TYPES)
 BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
@@ -32,9 +40,10 @@ MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _POOL_DIMS = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
               nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
               nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
-_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
-_ADAPTIVE_AVG_POOL = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d,
-                      3: F.adaptive_avg_pool3d}
+_AVG_POOL: dict[int, Callable[..., Tensor]] = {1: F.avg_pool1d, 2: F.avg_pool2d,
+                                               3: F.avg_pool3d}
+_ADAPTIVE_AVG_POOL: dict[int, Callable[..., Tensor]] = {
+    1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
 
 
 class AffineOp:
@@ -60,8 +69,13 @@ class AffineOp:
                  params: Params | Callable[[], tuple[Tensor, Tensor | None]] | None = None
                  ) -> None:
         self.fn = fn
-        self._params = (params if isinstance(params, Params) else Params(params)
-                        if params is not None else Params(value=(weight, bias)))
+        if isinstance(params, Params):
+            self._params = params
+        elif params is not None:
+            self._params = Params(params)
+        else:
+            assert weight is not None, "an AffineOp needs a weight or params"
+            self._params = Params(value=(weight, bias))
         self.native = native
         self.regrad = regrad
 
@@ -106,7 +120,7 @@ def _detach(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach()
 
 
-def _linear_forward(module: nn.Module) -> Forward:
+def _linear_forward(module: LinearLayer) -> Forward:
     if isinstance(module, nn.Linear):
         return F.linear
     if isinstance(module, CONV_TYPES):
@@ -117,12 +131,18 @@ def _linear_forward(module: nn.Module) -> Forward:
     raise TypeError(f"not a linear layer: {type(module).__name__}")
 
 
-def _geometry(module: nn.Module) -> Geometry:
-    """(kernel, dilation, padding, stride) of a Conv2d, in ``F.fold``'s order."""
-    return module.kernel_size, module.dilation, module.padding, module.stride
+def _geometry(module: nn.Conv2d) -> Geometry:
+    """(kernel, dilation, padding, stride) of a Conv2d with numeric padding, in ``F.fold``'s
+    order."""
+    def pair(v: tuple[int, ...] | str) -> tuple[int, int]:
+        assert not isinstance(v, str)
+        return v[0], v[1]
+
+    return (pair(module.kernel_size), pair(module.dilation), pair(module.padding),
+            pair(module.stride))
 
 
-def _plain_conv2d(module: nn.Module) -> bool:
+def _plain_conv2d(module: LinearLayer) -> TypeGuard[nn.Conv2d]:
     """A Conv2d without groups, zero padding given as numbers, torch's own forward (not,
     e.g., a subclass padding "SAME" inside ``_conv_forward``)."""
     return (isinstance(module, nn.Conv2d) and module.groups == 1
@@ -130,7 +150,7 @@ def _plain_conv2d(module: nn.Module) -> bool:
             and module.padding_mode == "zeros" and not isinstance(module.padding, str))
 
 
-def _im2col_forward(module: nn.Module) -> Forward | None:
+def _im2col_forward(module: LinearLayer) -> Forward | None:
     """``conv2d(a, w, b)`` as ``w · unfold(a)`` (:func:`lrp_engine.kernels.im2col_conv2d`)
     for a plain few-tap Conv2d (see :data:`lrp_engine.kernels.IM2COL_MAX_TAPS`), else None.
     Same numbers up to float rounding."""
@@ -139,7 +159,7 @@ def _im2col_forward(module: nn.Module) -> Forward | None:
     return im2col_conv2d(_geometry(module))
 
 
-def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
+def _im2col_regrad(module: LinearLayer, weight: Callable[[], Tensor]
                    ) -> Callable[[Tensor, Tensor], Tensor] | None:
     """For a plain few-tap or pointwise Conv2d: ``(a, z) ↦ z`` with the im2col gradient
     (:func:`lrp_engine.kernels.unfold_gradient`) for the weight ``weight()``, else None."""
@@ -155,27 +175,28 @@ def _im2col_regrad(module: nn.Module, weight: Callable[[], Tensor]
     return regrad
 
 
-def linear_op(module: nn.Module, native: Tensor | None) -> AffineOp:
+def linear_op(module: LinearLayer, native: Tensor | None) -> AffineOp:
     """Conv1d/2d/3d or Linear."""
     weight = module.weight.detach()
     return AffineOp(_linear_forward(module), weight, _detach(module.bias), native,
                     regrad=_im2col_regrad(module, lambda: weight))
 
 
-def bn_scale_shift(bn: nn.Module) -> tuple[Tensor, Tensor]:
+def bn_scale_shift(bn: BatchNormLayer) -> tuple[Tensor, Tensor]:
     """Per-channel (scale, shift) with ``bn(z) = z * scale + shift`` in eval mode."""
-    if bn.running_mean is None or bn.running_var is None:
+    mean, var = bn.running_mean, bn.running_var  # buffers: Tensor or None
+    if not isinstance(mean, Tensor) or not isinstance(var, Tensor):
         raise ValueError("BatchNorm without running statistics cannot be explained")
-    scale = (bn.running_var.detach() + bn.eps).rsqrt()
+    scale = (var.detach() + bn.eps).rsqrt()
     if bn.weight is not None:
         scale = scale * bn.weight.detach()
-    shift = -bn.running_mean.detach() * scale
+    shift = -mean.detach() * scale
     if bn.bias is not None:
         shift = shift + bn.bias.detach()
     return scale, shift
 
 
-def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineOp:
+def folded_op(layer: LinearLayer, bn: BatchNormLayer, native: Tensor | None) -> AffineOp:
     """``bn(layer(a))`` as one affine layer: weight·scale, (bias − μ)·scale + β (folded
     when a rule first reads them)."""
     def params() -> tuple[Tensor, Tensor]:
@@ -190,7 +211,7 @@ def folded_op(layer: nn.Module, bn: nn.Module, native: Tensor | None) -> AffineO
                     regrad=_im2col_regrad(layer, lambda: folded()[0]), params=folded)
 
 
-def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:
+def batchnorm_op(bn: BatchNormLayer, native: Tensor | None) -> AffineOp:
     """A BatchNorm on its own: a per-channel diagonal affine map."""
     def fn(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         shape = (1, -1, *([1] * (a.dim() - 2)))
@@ -200,7 +221,7 @@ def batchnorm_op(bn: nn.Module, native: Tensor | None) -> AffineOp:
     return AffineOp(fn, None, None, native, params=lambda: bn_scale_shift(bn))
 
 
-def _pool_dims(module: nn.Module) -> int:
+def _pool_dims(module: PoolLayer) -> int:
     """Spatial dimensions (1, 2 or 3) of a pooling layer (subclasses included)."""
     for t in type(module).__mro__:
         if t in _POOL_DIMS:
@@ -208,38 +229,60 @@ def _pool_dims(module: nn.Module) -> int:
     raise TypeError(f"not a pooling layer: {type(module).__name__}")
 
 
-def pool_op(module: nn.Module, native: Tensor | None, x: Tensor) -> AffineOp:
+def _adaptive_pool(m: nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d | nn.AdaptiveAvgPool3d,
+                   dims: int) -> Callable[[Tensor], Tensor]:
+    adaptive = _ADAPTIVE_AVG_POOL[dims]
+    size = m.output_size
+
+    def pool(a: Tensor) -> Tensor:
+        return adaptive(a, size)
+
+    return pool
+
+
+def _avg_pool(m: nn.AvgPool1d | nn.AvgPool2d | nn.AvgPool3d, dims: int
+              ) -> Callable[[Tensor], Tensor]:
+    avg = _AVG_POOL[dims]
+    # AvgPool1d has no divisor_override (F.avg_pool1d takes none)
+    extra = () if isinstance(m, nn.AvgPool1d) else (m.divisor_override,)
+
+    def pool(a: Tensor) -> Tensor:
+        return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                   *extra)
+
+    return pool
+
+
+def _max_as_avg_pool(m: nn.MaxPool1d | nn.MaxPool2d | nn.MaxPool3d, dims: int
+                     ) -> Callable[[Tensor], Tensor]:
+    """The average pool over a max pool's windows (kernel, stride, padding, ceil mode),
+    padding not counted; dilated max pools have none."""
+    dilation = m.dilation if isinstance(m.dilation, tuple) else (m.dilation,)
+    if any(d != 1 for d in dilation):
+        raise ValueError(f"{type(m).__name__} with dilation cannot be treated as average "
+                         "pooling; use maxpool='winner'")
+    avg = _AVG_POOL[dims]
+
+    def pool(a: Tensor) -> Tensor:
+        return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode, count_include_pad=False)
+
+    return pool
+
+
+def pool_op(module: PoolLayer, native: Tensor | None, x: Tensor) -> AffineOp:
     """Average pooling (or max pooling treated as average pooling) as ``w · avgpool(a)``,
     for 1-, 2- and 3-d pools alike (``a``: [N, C, L], [N, C, H, W] or [N, C, D, H, W]).
 
     A max pool becomes the average pool over the same windows (kernel, stride, padding,
     ceil mode), padding not counted; dilated max pools have no such average pool."""
     dims = _pool_dims(module)
-    m = module
     if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
-        adaptive = _ADAPTIVE_AVG_POOL[dims]
-
-        def pool(a: Tensor) -> Tensor:
-            return adaptive(a, m.output_size)
+        pool = _adaptive_pool(module, dims)
     elif isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
-        avg = _AVG_POOL[dims]
-        # AvgPool1d has no divisor_override (F.avg_pool1d takes none)
-        extra = () if dims == 1 else (m.divisor_override,)
-
-        def pool(a: Tensor) -> Tensor:
-            return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                       m.count_include_pad, *extra)
-    else:  # a max pool
-        dilation = m.dilation if isinstance(m.dilation, tuple) else (m.dilation,)
-        if any(d != 1 for d in dilation):
-            raise ValueError(f"{type(m).__name__} with dilation cannot be treated as average "
-                             "pooling; use maxpool='winner'")
+        pool = _avg_pool(module, dims)
+    else:
+        pool = _max_as_avg_pool(module, dims)
         native = None  # the native output is the max, not the average
-        avg = _AVG_POOL[dims]
-
-        def pool(a: Tensor) -> Tensor:
-            return avg(a, m.kernel_size, m.stride, m.padding, m.ceil_mode,
-                       count_include_pad=False)
 
     def fn(a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
         return w * pool(a)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -36,8 +36,18 @@ from .composites import Composite
 from .fusions import FUSED, Fuser, Fusions
 from .graph_ops import PassMode
 from .layers import LayerInfo, LayerTable
-from .norms import constant_statistics
-from .ops import AffineOp, batchnorm_op, folded_op, linear_op, pool_op, sum_op
+from .norms import NormLayer, constant_statistics
+from .ops import (
+    AffineOp,
+    BatchNormLayer,
+    LinearLayer,
+    PoolLayer,
+    batchnorm_op,
+    folded_op,
+    linear_op,
+    pool_op,
+    sum_op,
+)
 from .recorder import LayerRecorder
 from .rules import Rule, pass_through
 from .scaling import scale_gradient
@@ -231,7 +241,7 @@ class RelevancePass:
 
     def _norm_hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
         """LayerNorm/GroupNorm with its standard deviation a constant: a linear map."""
-        return constant_statistics(module, inputs[0], output)
+        return constant_statistics(cast(NormLayer, module), inputs[0], output)  # its role
 
     def _dropout_hook(self, name: str) -> Callable:
         dropout = self.dropout
@@ -264,21 +274,24 @@ class RelevancePass:
         rule = self.rules[rule_name]
         feeds_activation = info.feeds is not None
 
+        # the layer's role says its type (layers.role_of): the casts only tell the checker
         def hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
             a = inputs[0]
             if folded_from is not None:
+                bn = cast(BatchNormLayer, module)
                 a_conv = self._stash.pop(id(a), None)
                 if a_conv is None:  # the conv ran elsewhere: treat BN on its own
-                    op: AffineOp = batchnorm_op(module, output)
+                    op: AffineOp = batchnorm_op(bn, output)
                 else:
-                    op = folded_op(self.model.get_submodule(folded_from), module, output)
+                    layer = cast(LinearLayer, self.model.get_submodule(folded_from))
+                    op = folded_op(layer, bn, output)
                     a = a_conv
             elif info.role == "linear":
-                op = linear_op(module, output)
+                op = linear_op(cast(LinearLayer, module), output)
             elif info.role == "batchnorm":
-                op = batchnorm_op(module, output)
+                op = batchnorm_op(cast(BatchNormLayer, module), output)
             else:
-                op = pool_op(module, output, a)
+                op = pool_op(cast(PoolLayer, module), output, a)
             output = self.fuser.regrad(op, a, output)
             replaced = self._apply(rule_name, rule, op, a, output, feeds_activation)
             return output if replaced is None else replaced

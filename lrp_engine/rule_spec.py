@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .composites import Composite, get_composite
+from .composites import Composite, MaxPoolMode, get_composite
 from .layers import LayerTable
 from .rules import RULES, Rule
 
@@ -100,7 +100,7 @@ def rows_from_composite(composite: str | Composite, table: LayerTable) -> tuple[
                  for info in table.rule_layers)
 
 
-def composite_from_rows(rows: Iterable[LayerRule], maxpool: str = "avg",
+def composite_from_rows(rows: Iterable[LayerRule], maxpool: MaxPoolMode = "avg",
                         low: float | Tensor | None = None, high: float | Tensor | None = None,
                         name: str = "custom") -> Composite:
     """A composite that gives every row's layer its rule; input rules must be on row 0."""

@@ -151,6 +151,8 @@ class Rule:
         if cls.param is None:
             return cls.from_param()
         value = cls.default_param if value is None else value
+        if value is None:
+            raise TypeError(f"{cls.__name__} names its parameter {cls.param!r} but no default")
         cls.check_param(value)
         return cls.from_param(float(value))
 
@@ -200,6 +202,7 @@ def _signed_sum(op: AffineOp, ap: Tensor | None, an: Tensor | None, w_for_pos: T
     """``op(a⁺, w_for_pos, b) + op(a⁻, w_for_neg)``, skipping a part that is None (one
     evaluation of the layer instead of two after a ReLU)."""
     if an is None:
+        assert ap is not None, "_signed_parts keeps a⁺ when there is no a⁻"
         return op(ap, w_for_pos, b)
     if ap is None:
         return op(an, w_for_neg, b)
@@ -276,7 +279,10 @@ class Epsilon(BasicRule):
 
 
 class EpsilonStd(BasicRule):
-    """LRP-ε with ε = factor · RMS of the layer's output, per sample (seed 003's setting)."""
+    """LRP-ε with an ε that follows the size of the layer's output: ε = factor · RMS(z),
+    per sample, so one factor suits layers of any scale (an absolute ε is negligible in one
+    layer and swamps another). Montavon et al. 2019 set ε relative to the activations in
+    the same way (0.25 of their standard deviation), hence the default factor 0.25."""
 
     name = "epsilon-std"
     label = "LRP-ε·rms(z)"
@@ -379,7 +385,10 @@ class AlphaBeta(Rule):
 
     name = "alpha-beta"
     label = "LRP-αβ (β = α−1)"
-    param, param_label, default_param = "alpha", "α", 2.0
+    # typed as in Rule: ZPlus, a subclass, has no parameter
+    param: str | None = "alpha"
+    param_label: str | None = "α"
+    default_param: float | None = 2.0
     loss_reason = ("αβ drops the bias's share and an output's positive/negative part when "
                    "that part is empty")
 
@@ -403,7 +412,7 @@ class AlphaBeta(Rule):
     def from_param(cls, value: float | None = None) -> Rule:
         """αβ with α = ``value`` and β = α − 1 (α − β = 1 keeps the total); a subclass
         with no parameter (z⁺) is its own fixed α and β."""
-        if cls.param is None:
+        if cls.param is None or cls.default_param is None:
             return cls()
         alpha = cls.default_param if value is None else float(value)
         return cls(alpha, alpha - 1.0)

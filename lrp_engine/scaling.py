@@ -14,9 +14,9 @@ def scale_gradient(t: Tensor, ratio: Tensor | Callable[[], Tensor], keep: bool =
     """Scale the gradient arriving at ``t`` by ``ratio``: a tensor, or a function forming it
     in the backward (from values the graph keeps anyway: nothing held from the forward).
     Unless ``keep`` (B-LRP's shared trunk runs several backward passes), the hook lets go
-    of the ratio and what it is formed from once used, so that they are freed as the
-    backward goes, like the graph's own saved tensors, not when its last node dies (VGG-16:
-    every ReLU output was held to the end). Returns the hook's handle."""
+    of the ratio and what it is formed from once used: they are freed as the backward goes,
+    like the graph's own saved tensors, not when its last node dies, so a pass holds no more
+    memory than the plain gradient does. Returns the hook's handle."""
     box: list = [ratio]
 
     def hook(g: Tensor) -> Tensor:

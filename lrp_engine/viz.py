@@ -1,12 +1,12 @@
 """Relevance maps → colours, PNG files and plotly figures (numpy, PIL, plotly; no Streamlit).
 
-Conventions (the seeds' ``seismic`` pictures): a relevance map is shown with a diverging
+Conventions (LRP's usual ``seismic`` pictures): a relevance map is shown with a diverging
 colormap centred at zero — red positive, blue negative, white zero — over the symmetric range
 ``±max|R|``, so the colour of a pixel says its sign and its share of the strongest pixel.
 Every function here accepts a 2-D map ``[H, W]``, a ``[C, H, W]`` or ``[1, C, H, W]`` map
 (summed over channels), as a numpy array or a torch tensor, and never returns NaN or Inf:
-non-finite entries are treated as 0 and an all-zero map stays all zero (the seed's
-``normalise_relevance`` divides by zero there; ours does not).
+non-finite entries are treated as 0 and an all-zero map stays all zero (no division by
+its zero maximum).
 """
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:  # plotly is imported by the figure functions only: arrays and PNGs
     import plotly.graph_objects as go  # (the engine's CLI) need numpy and PIL alone
+
+#: how :func:`panels_figure` scales its maps: each over its own range, or one for all
+PanelScale = Literal["panel", "shared"]
+PANEL_SCALES: tuple[PanelScale, ...] = get_args(PanelScale)
 
 # -- arrays --------------------------------------------------------------------------------
 
@@ -35,7 +39,7 @@ SEISMIC_ANCHORS: tuple[tuple[float, tuple[float, float, float]], ...] = (
 
 
 def _rgb_css(rgb: Sequence[float], alpha: float | None = None) -> str:
-    r, g, b = (int(round(255 * c)) for c in rgb)
+    r, g, b = (round(255 * c) for c in rgb)
     return f"rgb({r},{g},{b})" if alpha is None else f"rgba({r},{g},{b},{alpha:.3f})"
 
 
@@ -290,18 +294,18 @@ def _row_layout(titles: Sequence[str], gap: float = 0.012) -> dict[str, Any]:
 
 
 def panels_figure(maps: Sequence[Any], titles: Sequence[str], image: Any = None,
-                  image_title: str = "input", scale: str = "panel",
+                  image_title: str = "input", scale: PanelScale = "panel",
                   colorscales: Sequence[Any] | None = None,
                   ranges: Sequence[tuple[float, float] | None] | None = None,
                   height: int = 230) -> go.Figure:
-    """A row of heatmaps (e.g. the seed's original / standard LRP / α = 5 … 95 figure).
+    """A row of heatmaps (e.g. input / standard LRP / B-LRP α = 5 … 95).
 
-    ``scale="panel"``: each map over its own ``±max|R|`` (the seed's per-panel
-    normalisation); ``"shared"``: one range for all, so magnitudes compare. ``image`` adds a
+    ``scale="panel"``: each map over its own ``±max|R|`` (per-panel normalisation);
+    ``"shared"``: one range for all, so magnitudes compare. ``image`` adds a
     grey first panel. ``colorscales``/``ranges`` override a panel's colours and (min, max)
     for maps that are not relevance (std, sign agreement). Hover shows the raw values.
     """
-    if scale not in ("panel", "shared"):
+    if scale not in PANEL_SCALES:
         raise ValueError(f"scale must be 'panel' or 'shared', got {scale!r}")
     arrays = [as_map(r) for r in maps]
     if len(titles) != len(arrays):
@@ -394,9 +398,11 @@ _CURVE_STYLES = {
 }
 
 
-def curves_figure(x_percent: Sequence[float], curves: Mapping[str, Sequence[float]],
+def curves_figure(x_percent: Sequence[float] | np.ndarray,
+                  curves: Mapping[str, Sequence[float] | np.ndarray],
                   labels: Mapping[str, str] | None = None, title: str | None = None,
-                  y_title: str = "mean output score (logit)", height: int = 420) -> go.Figure:
+                  y_title: str = "mean output score (logit)", height: int = 420,
+                  x_title: str = "pixels flipped") -> go.Figure:
     """Pixel-flipping curves: mean score vs percentage of pixels flipped, one line per
     method key (``lrp``, ``blrp_5`` …, ``gradient_x_input``, ``random``)."""
     import plotly.graph_objects as go
@@ -411,7 +417,7 @@ def curves_figure(x_percent: Sequence[float], curves: Mapping[str, Sequence[floa
                                  else "lines", **style,
                                  hovertemplate="%{x:.1f}% flipped: %{y:.3f}<extra>" + name
                                  + "</extra>"))
-    fig.update_layout(title=title, height=height, xaxis_title="pixels flipped",
+    fig.update_layout(title=title, height=height, xaxis_title=x_title,
                       yaxis_title=y_title, template="plotly_white", hovermode="x unified",
                       margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     fig.update_xaxes(ticksuffix="%")
@@ -445,7 +451,9 @@ def tiles_figure(tiles: Any, ncols: int = 8, diverging: bool = True,
     big, idx = mosaic(scaled, ncols)
     raw, _ = mosaic(t, ncols)
     custom = np.stack([idx, np.asarray(_round(np.nan_to_num(raw)))], -1)
-    tr = go.Heatmap(z=np.where(np.isnan(big), None, np.round(big, 4)).tolist(),
+    z = np.round(big, 4).astype(object)
+    z[np.isnan(big)] = None  # gaps: no tile there
+    tr = go.Heatmap(z=z.tolist(),
                     customdata=custom.tolist(), colorscale=SEISMIC_COLORSCALE if diverging
                     else "Viridis", zmin=-1 if diverging else 0, zmax=1,
                     zmid=0 if diverging else None, showscale=False, hoverongaps=False,

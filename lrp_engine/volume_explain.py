@@ -134,11 +134,10 @@ def explain_slices(model: nn.Module, slices: Tensor, composite: str | Composite,
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     s, _, h, w = slices.shape
-    if not isinstance(target, (str, int, np.integer)) or isinstance(target, bool):
-        if len(target) != s:
-            raise ValueError(f"{len(target)} targets for {s} slices")
-    else:
-        _check_target(target)
+    if isinstance(target, (str, int, np.integer)):
+        _check_target(target)  # a bool is refused there
+    elif len(target) != s:
+        raise ValueError(f"{len(target)} targets for {s} slices")
     comp = _composite(composite, bounds)
     relevance = np.zeros((s, h, w), np.float32)
     logits: np.ndarray | None = None

@@ -55,9 +55,9 @@ def build(out: Path) -> Path:
     scale = 255.0 / np.percentile(data[brain], 99.5)
 
     # square FOV around the midline (x = 0) and the brain's y-centre, in voxel indices
-    x0 = int(round((inv @ [0, 0, 0, 1])[0]))
+    x0 = round((inv @ [0, 0, 0, 1])[0])
     ys = np.where(brain.any(axis=(0, 2)))[0]
-    yc = int(round((ys.min() + ys.max()) / 2))
+    yc = round((ys.min() + ys.max()) / 2)
     half = FOV_MM // 2
     pad = half + 2
     padded = np.pad(data, ((pad, pad), (pad, pad), (0, 0)))
@@ -66,7 +66,7 @@ def build(out: Path) -> Path:
 
     slices, masks, zs = [], [], []
     for z_mm in np.arange(Z_MM[0], Z_MM[1] + 1e-6, STEP_MM):
-        k = int(round((inv @ [0, 0, z_mm, 1])[2]))
+        k = round((inv @ [0, 0, z_mm, 1])[2])
         sl = padded[xs, ysl, k]  # [x, y]
         sl = np.rot90(sl)  # rows: y from anterior (top) to posterior; cols: x left → right
         small = _resample(sl, SIZE)

@@ -25,7 +25,7 @@ Conventions (the engine's specification, see the tests):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,6 +257,81 @@ def _np(t: object) -> np.ndarray:
     return t.detach().cpu().double().numpy()  # type: ignore[attr-defined]
 
 
+def _conv_step(name: str, m: nn.Conv2d, shape: Shape) -> Step:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise ValueError("reference supports numeric zero padding only")
+    W, M, out = conv2d_matrix(_np(m.weight), shape, m.stride, m.padding, m.dilation, m.groups)
+    n_pos = out[1] * out[2]
+    b = np.repeat(_np(m.bias), n_pos) if m.bias is not None else np.zeros(W.shape[1])
+    return Step(name, type(m).__name__, "affine", shape, out, W, b, M)
+
+
+def _linear_step(name: str, m: nn.Linear, shape: Shape) -> Step:
+    W = _np(m.weight).T.copy()
+    b = _np(m.bias) if m.bias is not None else np.zeros(W.shape[1])
+    return Step(name, type(m).__name__, "affine", shape, (W.shape[1],), W, b, np.ones_like(W))
+
+
+def _avgpool_step(name: str, m: nn.AvgPool2d, shape: Shape) -> Step:
+    if m.ceil_mode:
+        raise ValueError("reference: AvgPool2d ceil_mode unsupported")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    win, full, out = pool_windows(shape, m.kernel_size, stride, m.padding)
+    if m.divisor_override:
+        div = [float(m.divisor_override)] * len(win)
+    elif m.count_include_pad:
+        div = [float(f) for f in full]
+    else:
+        div = [float(len(ix)) for ix in win]
+    W, M = windows_matrix(win, div, int(np.prod(shape)))
+    return Step(name, type(m).__name__, "affine", shape, out, W, np.zeros(W.shape[1]), M)
+
+
+def _adaptive_step(name: str, m: nn.AdaptiveAvgPool2d, shape: Shape) -> Step:
+    win, out = adaptive_windows(shape, m.output_size)
+    W, M = windows_matrix(win, [float(len(ix)) for ix in win], int(np.prod(shape)))
+    return Step(name, type(m).__name__, "affine", shape, out, W, np.zeros(W.shape[1]), M)
+
+
+def _maxpool_step(name: str, m: nn.MaxPool2d, shape: Shape) -> Step:
+    if m.ceil_mode:
+        raise ValueError("reference: MaxPool2d ceil_mode unsupported")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    win, _, out = pool_windows(shape, m.kernel_size, stride, m.padding, m.dilation)
+    W, M = windows_matrix(win, [float(len(ix)) for ix in win], int(np.prod(shape)))
+    return Step(name, type(m).__name__, "maxpool", shape, out, W, np.zeros(W.shape[1]), M,
+                windows=win)
+
+
+def _relu_step(name: str, m: nn.ReLU, shape: Shape) -> Step:
+    return Step(name, type(m).__name__, "relu", shape, shape)
+
+
+def _flatten_step(name: str, m: nn.Flatten, shape: Shape) -> Step:
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise ValueError("reference: Flatten(1, -1) only")
+    return Step(name, type(m).__name__, "identity", shape, (int(np.prod(shape)),))
+
+
+def _identity_step(name: str, m: nn.Module, shape: Shape) -> Step:
+    if m.training and not isinstance(m, nn.Identity):
+        raise ValueError("reference: dropout must be in eval mode")
+    return Step(name, type(m).__name__, "identity", shape, shape)
+
+
+#: module types (``isinstance``, first match) → their step builder
+_STEPS: tuple[tuple[type | tuple[type, ...], Callable[..., Step]], ...] = (
+    (nn.Conv2d, _conv_step),
+    (nn.Linear, _linear_step),
+    (nn.AvgPool2d, _avgpool_step),
+    (nn.AdaptiveAvgPool2d, _adaptive_step),
+    (nn.MaxPool2d, _maxpool_step),
+    (nn.ReLU, _relu_step),
+    (nn.Flatten, _flatten_step),
+    ((nn.Dropout, nn.Dropout2d, nn.Identity), _identity_step),
+)
+
+
 def build_steps(layers: nn.Sequential | Sequence[tuple[str, nn.Module]],
                 in_shape: Shape) -> list[Step]:
     """Turn the modules into :class:`Step` objects for a per-sample input of ``in_shape``.
@@ -268,59 +343,10 @@ def build_steps(layers: nn.Sequential | Sequence[tuple[str, nn.Module]],
     steps: list[Step] = []
     shape = tuple(in_shape)
     for name, m in pairs:
-        n_in = int(np.prod(shape))
-        kind = type(m).__name__
-        if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise ValueError("reference supports numeric zero padding only")
-            W, M, out = conv2d_matrix(_np(m.weight), shape, m.stride, m.padding, m.dilation,
-                                      m.groups)
-            n_pos = out[1] * out[2]
-            b = (np.repeat(_np(m.bias), n_pos) if m.bias is not None
-                 else np.zeros(W.shape[1]))
-            steps.append(Step(name, kind, "affine", shape, out, W, b, M))
-        elif isinstance(m, nn.Linear):
-            W = _np(m.weight).T.copy()
-            b = _np(m.bias) if m.bias is not None else np.zeros(W.shape[1])
-            out = (W.shape[1],)
-            steps.append(Step(name, kind, "affine", shape, out, W, b, np.ones_like(W)))
-        elif isinstance(m, nn.AvgPool2d):
-            if m.ceil_mode:
-                raise ValueError("reference: AvgPool2d ceil_mode unsupported")
-            stride = m.stride if m.stride is not None else m.kernel_size
-            win, full, out = pool_windows(shape, m.kernel_size, stride, m.padding)
-            if m.divisor_override:
-                div = [float(m.divisor_override)] * len(win)
-            elif m.count_include_pad:
-                div = [float(f) for f in full]
-            else:
-                div = [float(len(ix)) for ix in win]
-            W, M = windows_matrix(win, div, n_in)
-            steps.append(Step(name, kind, "affine", shape, out, W, np.zeros(W.shape[1]), M))
-        elif isinstance(m, nn.AdaptiveAvgPool2d):
-            win, out = adaptive_windows(shape, m.output_size)
-            W, M = windows_matrix(win, [float(len(ix)) for ix in win], n_in)
-            steps.append(Step(name, kind, "affine", shape, out, W, np.zeros(W.shape[1]), M))
-        elif isinstance(m, nn.MaxPool2d):
-            if m.ceil_mode:
-                raise ValueError("reference: MaxPool2d ceil_mode unsupported")
-            stride = m.stride if m.stride is not None else m.kernel_size
-            win, _, out = pool_windows(shape, m.kernel_size, stride, m.padding, m.dilation)
-            W, M = windows_matrix(win, [float(len(ix)) for ix in win], n_in)
-            steps.append(Step(name, kind, "maxpool", shape, out, W, np.zeros(W.shape[1]), M,
-                              windows=win))
-        elif isinstance(m, nn.ReLU):
-            steps.append(Step(name, kind, "relu", shape, shape))
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                raise ValueError("reference: Flatten(1, -1) only")
-            steps.append(Step(name, kind, "identity", shape, (n_in,)))
-        elif isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Identity)):
-            if m.training and not isinstance(m, nn.Identity):
-                raise ValueError("reference: dropout must be in eval mode")
-            steps.append(Step(name, kind, "identity", shape, shape))
-        else:
-            raise ValueError(f"reference: unsupported module {name!r} ({kind})")
+        builder = next((b for types, b in _STEPS if isinstance(m, types)), None)
+        if builder is None:
+            raise ValueError(f"reference: unsupported module {name!r} ({type(m).__name__})")
+        steps.append(builder(name, m, shape))
         shape = steps[-1].out_shape
     return steps
 

@@ -185,7 +185,7 @@ def test_malicious_pickle_never_runs(tmp_path, make) -> None:
 
 
 def test_system_call_is_named() -> None:
-    with pytest.raises(CheckpointError, match="`posix.system`|`nt.system`"):
+    with pytest.raises(CheckpointError, match=r"`posix.system`|`nt.system`"):
         load_checkpoint(pickle.dumps(_EvilShell(Path("x")), protocol=2), "lenet")
 
 

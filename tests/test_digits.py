@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -24,10 +26,10 @@ def _canvas(size: int = 280) -> np.ndarray:
 def _stroke(c: np.ndarray, points: list[tuple[int, int]], width: int = 18) -> np.ndarray:
     """Draw white round-ish strokes between successive (row, col) points."""
     r = width // 2
-    for (r0, c0), (r1, c1) in zip(points, points[1:], strict=False):
+    for (r0, c0), (r1, c1) in itertools.pairwise(points):
         n = max(abs(r1 - r0), abs(c1 - c0)) + 1
         for t in np.linspace(0, 1, n):
-            y, x = int(round(r0 + t * (r1 - r0))), int(round(c0 + t * (c1 - c0)))
+            y, x = round(r0 + t * (r1 - r0)), round(c0 + t * (c1 - c0))
             c[max(0, y - r):y + r, max(0, x - r):x + r, :3] = 255
     return c
 

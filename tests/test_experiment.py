@@ -129,7 +129,7 @@ def test_bundled_lenet_lrp_is_more_faithful_than_random(tmp_path) -> None:
     assert rows["lrp"]["auc_mean"] < rows["random"]["auc_mean"]
     assert rows["blrp_50"]["auc_mean"] < rows["random"]["auc_mean"]
     assert rows["lrp"]["aopc_mean"] > rows["random"]["aopc_mean"]
-    paths, _ = write_outputs(res, tmp_path)
+    write_outputs(res, tmp_path)
     assert (tmp_path / "curves.html").exists() and (tmp_path / "summary.csv").exists()
 
 

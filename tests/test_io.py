@@ -63,7 +63,7 @@ def test_text_renamed_png():
 
 def test_png_signature_with_garbage_body_is_corrupt():
     data = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-    with pytest.raises(ImageLoadError, match="corrupt|not an image"):
+    with pytest.raises(ImageLoadError, match=r"corrupt|not an image"):
         load_image(data)
 
 
@@ -195,7 +195,7 @@ def test_image_to_digit_large_photo_is_reduced():
     big = _digit_picture(size=3000)
     digit = image_to_digit(big)
     assert digit.shape == (28, 28)
-    ys, xs = np.nonzero(digit)
+    ys, _ = np.nonzero(digit)
     assert ys.min() >= 4 and ys.max() <= 23  # 20 px tall, centred
 
 

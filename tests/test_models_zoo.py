@@ -82,7 +82,7 @@ def test_registry_names_and_unknown_arch() -> None:
             "densenet121", "efficientnet_b0", "convnext_tiny", "vit_b_16",
             "swin_t"} <= set(zoo.ARCHITECTURES)
     assert len(zoo.ARCHITECTURES) == 84
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'.*vgg16"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'resnet'.*vgg16"):
         zoo.build("resnet")
     with pytest.raises(ValueError, match="did you mean resnet50"):
         zoo.spec("resnet5O")
@@ -217,7 +217,7 @@ def test_offline_message_for_any_torchvision_model(offline, monkeypatch, tmp_pat
     assert str(tmp_path / "hub" / "checkpoints") in msg and "Network is unreachable" in msg
     assert "load_pretrained('resnet50', path=...)" in msg
     assert kwargs[0]["check_hash"] is True and kwargs[0]["weights_only"] is True
-    with pytest.raises(zoo.WeightsUnavailableError, match="ViT-H/14.*2.4 GB"):
+    with pytest.raises(zoo.WeightsUnavailableError, match=r"ViT-H/14.*2.4 GB"):
         zoo.load_pretrained("vit_h_14", progress=False)
 
 
@@ -265,8 +265,8 @@ def test_a_local_file_of_random_weights_loads_with_the_categories(offline, tmp_p
     with torch.no_grad():
         assert torch.equal(loaded.model(x), ref(x))
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
-    with pytest.raises(zoo.WeightsUnavailableError, match="does not hold the SqueezeNet 1.1 "
-                                                           "weights"):
+    with pytest.raises(zoo.WeightsUnavailableError, match=r"does not hold the SqueezeNet 1.1 "
+                                                           r"weights"):
         zoo.load_pretrained("squeezenet1_1", path=tmp_path / "other.pth")
 
 

@@ -42,7 +42,7 @@ def test_im2col_only_for_plain_few_tap_convs() -> None:
     same = nn.Conv2d(1, 4, 3, padding="same")
 
     class OwnForward(nn.Conv2d):  # e.g. TensorFlow SAME padding inside _conv_forward
-        def _conv_forward(self, input, weight, bias):  # noqa: A002 - torch's signature
+        def _conv_forward(self, input, weight, bias):  # torch's signature
             return super()._conv_forward(nn.functional.pad(input, (1, 1, 1, 1)), weight, bias)
 
     for conv in (many, strided_1x1, grouped, reflect, same, OwnForward(1, 4, 3)):

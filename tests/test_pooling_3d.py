@@ -110,7 +110,7 @@ def test_dilated_max_pool_asks_for_winner_mode() -> None:
     net = nn.Sequential(nn.Conv3d(1, 2, 1), nn.MaxPool3d(2, dilation=2), nn.Flatten(),
                         nn.Linear(2, 2))
     x = torch.randn(1, 1, 4, 4, 4)
-    with pytest.raises(ValueError, match="MaxPool3d with dilation.*winner"):
+    with pytest.raises(ValueError, match=r"MaxPool3d with dilation.*winner"):
         le.explain(net, x)
     r = le.explain(net, x, composite=le.get_composite("epsilon", maxpool="winner"))
     assert r.shape == x.shape

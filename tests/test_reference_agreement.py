@@ -426,7 +426,7 @@ def test_engine_matches_reference(name: str, maxpool: str, case: str) -> None:
 
 def test_weight_target_zero_row_gives_zero_relevance_in_reference_and_engine() -> None:
     net, x = make_net("cnn_a", seed=2)
-    comp, rules = composite_for("mixed", net, x, "avg")
+    comp, _ = composite_for("mixed", net, x, "avg")
     target = make_target("weights", len(x), 5)
     res = le.analyze(net, x, target=target, composite=comp)
     assert torch.count_nonzero(res.relevance[1]) == 0

@@ -22,7 +22,7 @@ from lrp_engine import medical  # noqa: E402
 from lrp_engine.scans import (  # noqa: E402
     ArchiveLimits,
     ScanLoadError,
-    archive,  # noqa: E402
+    archive,
     read_scans,
     view,
 )

@@ -82,7 +82,7 @@ def test_instance_number_only_orders_the_slices() -> None:
 
 
 def test_duplicate_slice_is_kept_once() -> None:
-    files = series([0, 2, 4, 6]) + [("dup.dcm", slice_file(flat(120), 4.0))]
+    files = [*series([0, 2, 4, 6]), ("dup.dcm", slice_file(flat(120), 4.0))]
     (vol,) = read_scans(files).volumes
     assert vol.shape[2] == 4
     assert any("1 duplicated slice position(s) kept once (at 4.0 mm" in n for n in vol.notes)
@@ -149,7 +149,8 @@ def test_oblique_series_is_reoriented_to_the_nearest_axes_with_a_note() -> None:
 
 
 def test_series_are_split_by_uid_and_by_frame_size() -> None:
-    files = series([0, 2, 4]) + [
+    files = [
+        *series([0, 2, 4]),
         ("big0", slice_file(np.zeros((20, 20)), 0.0, uid="1.2.3")),
         ("big1", slice_file(np.zeros((20, 20)), 2.0, uid="1.2.3")),
         ("other", slice_file(flat(5), 0.0, uid="9.9", SeriesDescription="FLAIR"))]
@@ -315,7 +316,7 @@ def test_gantry_tilt_is_said() -> None:
 
 
 def test_differing_slices_at_one_position_are_said() -> None:
-    files = series([0, 2, 4]) + [("t2", slice_file(flat(999), 2.0))]
+    files = [*series([0, 2, 4]), ("t2", slice_file(flat(999), 2.0))]
     (vol,) = read_scans(files).volumes
     (note,) = [n for n in vol.notes if "duplicated" in n]
     assert "1 of them differ from the slice kept" in note and vol.shape[2] == 3

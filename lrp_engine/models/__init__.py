@@ -4,7 +4,8 @@ The registry lives in :mod:`lrp_engine.models.zoo` (re-exported here): ``build("
 ``build_model("resnet50", 7)`` gives a fresh (randomly initialised) network, ``load_pretrained``
 one with its pretrained weights. ``load_bundled("lenet")`` is the trained digit model from
 ``lrp_engine/assets/models/lenet_mnist.pt`` in eval mode; :data:`BUNDLED` says what each
-bundled digit model expects (input size, classes) and how well it does on the 1 000 held-out digits.
+bundled digit model expects (input size, classes) and how well it does on the 1 000 held-out
+digits, read from the registry's entries.
 """
 
 from __future__ import annotations
@@ -19,38 +20,41 @@ from .mlp import MLP
 from .vgg import VGG16
 from .zoo import (
     ARCHITECTURES,
+    MODEL_DIR,
     ArchSpec,
+    BundledWeights,
     LoadedModel,
     WeightsUnavailableError,
     build,
     build_empty,
+    bundled_weights,
     load_pretrained,
+    model_label,
     preprocessing,
     spec,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL_DIR = ROOT / "lrp_engine" / "assets" / "models"
-
 #: the registry's builder under its older name: ``build_model(arch, num_classes=None)``
 build_model = build
 
-_DIGITS = tuple(str(d) for d in range(10))
 
-#: bundled trained models: file ``lrp_engine/assets/models/{name}_mnist.pt``; ``input_size`` is
-#: the side of the square normalised input ``mnist_to_tensor(images, size=input_size)``;
-#: ``accuracy`` was measured on the 1 000 held-out bundled digits (see lrp_engine/assets/README.md)
+def _digit_model(name: str, weights: BundledWeights) -> dict:
+    return {"arch": name, "dataset": weights.dataset,
+            "input_size": spec(name).preprocessing.size[0], "classes": weights.class_names,
+            "accuracy": weights.accuracy}
+
+
+#: the bundled digit models (the registry's models with MNIST weights), in registry order:
+#: ``input_size`` is the side of the square normalised input ``mnist_to_tensor(images,
+#: size=input_size)``; ``accuracy`` on the 1 000 held-out bundled digits
 BUNDLED: dict[str, dict] = {
-    "lenet": {"arch": "lenet", "dataset": "mnist", "input_size": 32, "classes": _DIGITS,
-              "accuracy": 0.986},
-    "mlp": {"arch": "mlp", "dataset": "mnist", "input_size": 28, "classes": _DIGITS,
-            "accuracy": 0.972},
-}
+    name: _digit_model(name, s.weights) for name, s in ARCHITECTURES.items()
+    if s.weights is not None and s.weights.dataset == "mnist"}
 
 
 def bundled_path(name: str) -> Path:
-    """Where the bundled weights of ``name`` live: ``lrp_engine/assets/models/{name}_mnist.pt``."""
-    return MODEL_DIR / f"{name}_mnist.pt"
+    """Where the bundled weights of ``name`` live (``lrp_engine/assets/models``)."""
+    return bundled_weights(name).path
 
 
 def load_bundled(name: str) -> nn.Module:
@@ -68,6 +72,7 @@ def load_bundled(name: str) -> nn.Module:
     return model.eval()
 
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "BUNDLED", "LeNet", "LoadedModel", "MLP", "VGG16",
-           "WeightsUnavailableError", "build", "build_empty", "build_model", "bundled_path",
-           "load_bundled", "load_pretrained", "preprocessing", "spec"]
+__all__ = ["ARCHITECTURES", "BUNDLED", "MODEL_DIR", "ArchSpec", "BundledWeights", "LeNet",
+           "LoadedModel", "MLP", "VGG16", "WeightsUnavailableError", "build", "build_empty",
+           "build_model", "bundled_path", "bundled_weights", "load_bundled", "load_pretrained",
+           "model_label", "preprocessing", "spec"]

@@ -3,7 +3,8 @@
 A :class:`PreprocessingCard` defines the tensor a model sees: input size, how a picture is
 resized to it, channels, pixel range and normalisation (and, for scans, windowing). Every
 architecture in the registry has a default card; a user's fine-tuned model brings its own
-(seed 003's notebook: ``Resize((255, 255))`` + ``ToTensor()``, no normalisation).
+(e.g. ``Resize((255, 255))`` + ``ToTensor()``, no normalisation: the preset "resize to a
+square, no normalisation").
 :meth:`PreprocessingCard.to_tensor` applies a card (see :mod:`lrp_engine.models.preprocess`,
 which reproduces torchvision's transforms exactly).
 
@@ -19,9 +20,9 @@ import dataclasses
 import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor
@@ -94,7 +95,7 @@ def _numbers(value: object, what: str) -> tuple[float, ...]:
     if isinstance(value, (str, bytes)) or not listlike:
         raise CardError(f"{what} must be a list of numbers (one per channel), got "
                         f"{_show(value)}")
-    items = list(value)  # type: ignore[call-overload]
+    items = list(cast("Iterable[object]", value))  # a sequence, tensor or array (above)
     if len(items) > 16:
         raise CardError(f"{what} has {len(items)} values; a card has at most 3 channels")
     return tuple(_real(v.item() if hasattr(v, "item") else v, f"each value of {what}")
@@ -269,13 +270,13 @@ class PreprocessingCard:
         [1, C, H, W]: :meth:`to_pixels`, then :meth:`normalise`."""
         return self.normalise(self.to_pixels(image))
 
-    def replace(self, **changes: object) -> PreprocessingCard:
+    def replace(self, **changes: Any) -> PreprocessingCard:
         """A copy with some fields changed (checked like a new card)."""
         unknown = sorted(set(changes) - set(CARD_FIELDS))
         if unknown:
             raise CardError(f"unknown card field(s) {', '.join(unknown)}; known: "
                             f"{', '.join(CARD_FIELDS)}")
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
     # -- words and JSON --------------------------------------------------------------------
 

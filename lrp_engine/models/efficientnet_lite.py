@@ -28,6 +28,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .card import PreprocessingCard
+
 #: (expand ratio, kernel, stride of the first repeat, output channels, repeats) per stage
 LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 16, 1),
@@ -42,9 +44,10 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3  # TensorFlow's default, the value the weights were trained with
 
-#: input size and normalisation the released weights expect (TF-Lite: (x·255 − 127)/128,
-#: i.e. mean = std ≈ 0.5 on [0, 1] pixels)
-PREPROCESSING = {"size": 224, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+#: the input the released weights expect: 224×224 after a 256 resize (bicubic), normalised
+#: as TF-Lite does, (x·255 − 127)/128, i.e. mean = std ≈ 0.5 on [0, 1] pixels
+PREPROCESSING = PreprocessingCard(size=(224, 224), resize_size=256, interpolation="bicubic",
+                                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:

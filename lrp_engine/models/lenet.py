@@ -1,12 +1,12 @@
-"""LeNet for 32×32 MNIST: the seed notebook's network, layer for layer and name for name.
+"""LeNet for 32×32 MNIST: the network of the bundled weights, layer for layer and name for name.
 
 Input: normalised digits [N, 1, 32, 32] (see :func:`lrp_engine.data.mnist_to_tensor`);
 output: logits [N, num_classes]. Shapes through the stack: 32 → conv 5×5 → 28 → pool → 14 →
 conv 5×5 → 10 → pool → 5, so ``flatten`` yields 48·5·5 = 1200 features.
 
-All layers live in one ``nn.Sequential`` named ``model`` with the notebook's module names, so
-state-dict keys read ``model.conv1.weight`` … ``model.final.bias`` and the notebook's
-checkpoints load with ``strict=True``.
+All layers live in one ``nn.Sequential`` named ``model`` with fixed module names, so
+state-dict keys read ``model.conv1.weight`` … ``model.final.bias`` and checkpoints of this
+layout load with ``strict=True``.
 """
 
 from __future__ import annotations

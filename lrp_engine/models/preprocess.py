@@ -140,7 +140,7 @@ def _crop_box(size: int, crop: int) -> tuple[int, int]:
     padding); the padding after is ``crop - size - before`` where ``crop > size``."""
     if crop > size:
         return (crop - size) // 2, 0
-    return 0, int(round((size - crop) / 2.0))
+    return 0, round((size - crop) / 2.0)
 
 
 def _centre_crop_pil(img: Image.Image, h: int, w: int) -> Image.Image:

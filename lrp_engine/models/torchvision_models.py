@@ -11,8 +11,10 @@ checks the rows against torchvision's own list and weights.
 
 from __future__ import annotations
 
+from .card import Interpolation
+
 #: (name, label, family, crop size, resize size, interpolation), grouped by family
-MODELS: tuple[tuple[str, str, str, int, int, str], ...] = (
+MODELS: tuple[tuple[str, str, str, int, int, Interpolation], ...] = (
     ("alexnet", "AlexNet", "alexnet", 224, 256, "bilinear"),
     ("vgg11", "VGG-11", "vgg", 224, 256, "bilinear"),
     ("vgg11_bn", "VGG-11 (BatchNorm)", "vgg", 224, 256, "bilinear"),

@@ -2,8 +2,11 @@
 
 :data:`ARCHITECTURES` maps a name to an :class:`ArchSpec` (label, builder taking
 ``num_classes``, default class count, default :class:`~lrp_engine.models.card.
-PreprocessingCard`, one-line description, family). It holds the bundled models (``lenet``,
-``mlp``, ``efficientnet_lite0``, ``mri_demo``) and every classifier of ``torchvision.models``
+PreprocessingCard`, one-line description, family and, for the bundled models, their
+:class:`BundledWeights`: file, label, training data, class names, held-out accuracy). It is
+the one table of model facts: the checkpoint loader, the command line, the model cards and
+the app's model choices all read it. It holds the bundled models (``lenet``, ``mlp``,
+``efficientnet_lite0``, ``mri_demo``) and every classifier of ``torchvision.models``
 under its torchvision name (``resnet50``, ``densenet121``, ``vit_b_16``, … ``vgg16``).
 Listing them costs nothing: the torchvision rows are plain data
 (:mod:`lrp_engine.models.torchvision_models`) and torchvision is imported only when a
@@ -29,19 +32,24 @@ import re
 import urllib.error
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from ..data import MNIST_MEAN, MNIST_STD
 from . import torchvision_models as tvm
 from .card import IMAGENET_MEAN, IMAGENET_STD, PreprocessingCard
 from .efficientnet_lite import PREPROCESSING as EFFNET_PREPROCESSING
 from .efficientnet_lite import EfficientNetLite0
+from .mri_demo_net import CLASS_NAMES as MRI_DEMO_CLASSES
+from .mri_demo_net import PREPROCESSING as MRI_DEMO_PREPROCESSING
+from .mri_demo_net import MRIDemoNet
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = ROOT / "lrp_engine" / "assets" / "models"
@@ -50,8 +58,29 @@ EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdba
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
 
+#: where an architecture comes from: our code (weights bundled) or torchvision.models
+ModelSource = Literal["bundled", "torchvision"]
+
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found locally nor downloaded (plain-words message)."""
+
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """Trained weights shipped in ``lrp_engine/assets/models``: the ``file``, the trained
+    model's ``label`` (as users read it), the ``dataset`` it was trained on, its
+    ``class_names`` (one per output) and, where measured, its held-out ``accuracy``."""
+
+    file: str
+    label: str
+    dataset: str
+    class_names: tuple[str, ...]
+    accuracy: float | None = None
+
+    @property
+    def path(self) -> Path:
+        return MODEL_DIR / self.file
 
 
 @dataclass(frozen=True)
@@ -59,7 +88,9 @@ class ArchSpec:
     """One architecture: ``builder(num_classes)`` → fresh model; ``default_classes``; its
     default ``preprocessing`` card; a one-line ``description`` for the UI; the ``family``
     (``"resnet"``, ``"vit"``, …); ``source``: ``"bundled"`` (our code, weights in
-    ``lrp_engine/assets/models``) or ``"torchvision"`` (``torchvision.models.<name>``)."""
+    ``lrp_engine/assets/models``) or ``"torchvision"`` (``torchvision.models.<name>``);
+    ``weights``: the bundled trained weights (None for torchvision's, which
+    :func:`load_pretrained` fetches)."""
 
     name: str
     label: str
@@ -68,7 +99,8 @@ class ArchSpec:
     preprocessing: PreprocessingCard
     description: str
     family: str
-    source: str = "bundled"
+    source: ModelSource = "bundled"
+    weights: BundledWeights | None = None
 
     @property
     def torchvision(self) -> bool:
@@ -103,8 +135,6 @@ def _mlp(num_classes: int) -> nn.Module:
 
 
 def _mri_demo(num_classes: int) -> nn.Module:
-    from ..mri_demo import MRIDemoNet
-
     return MRIDemoNet(num_classes=num_classes)
 
 
@@ -119,32 +149,63 @@ def _torchvision_builder(name: str, num_classes: int) -> nn.Module:
                                **tvm.BUILD_KWARGS.get(name, {}))
 
 
-_MNIST = {"mean": (0.1307,), "std": (0.3081,)}
+def _digits_card(side: int) -> PreprocessingCard:
+    """The bundled digit models' input: grey ``side``×``side``, MNIST's mean and std."""
+    return PreprocessingCard(size=(side, side), channels=1, interpolation="bicubic",
+                             mean=(MNIST_MEAN,), std=(MNIST_STD,))
+
+
+@functools.lru_cache(maxsize=1)
+def _imagenet_classes() -> tuple[tuple[str, str], ...]:
+    rows = []
+    for line in CLASSES_FILE.read_text(encoding="utf-8").splitlines():
+        wnid, names = line.split("\t", 1)
+        rows.append((wnid, names))
+    if len(rows) != 1000:
+        raise RuntimeError(f"{CLASSES_FILE} has {len(rows)} classes, expected 1000")
+    return tuple(rows)
+
+
+#: the 1000 ImageNet-1k class names in the standard index order (WordNet lemmas, e.g.
+#: index 281 = "tabby, tabby cat"), and their WordNet ids ("n02123045")
+IMAGENET_CLASSES: list[str] = [names for _, names in _imagenet_classes()]
+IMAGENET_WNIDS: list[str] = [wnid for wnid, _ in _imagenet_classes()]
+
+
+_DIGITS = tuple(str(d) for d in range(10))
 
 
 def _bundled() -> dict[str, ArchSpec]:
+    # accuracy: on the 1 000 held-out bundled digits (see lrp_engine/assets/README.md)
     return {
         "lenet": ArchSpec(
             "lenet", "LeNet (MNIST)", _lenet, 10,
-            PreprocessingCard(size=(32, 32), channels=1, interpolation="bicubic", **_MNIST),
-            "2 conv + 2 dense layers, dropout; 1×32×32 digits", "lenet"),
+            _digits_card(32),
+            "2 conv + 2 dense layers, dropout; 1×32×32 digits", "lenet",
+            weights=BundledWeights("lenet_mnist.pt", "LeNet-5 (LeCun et al. 1998), 32×32 input",
+                                   "mnist", _DIGITS, 0.986)),
         "mlp": ArchSpec(
             "mlp", "MLP (MNIST)", _mlp, 10,
-            PreprocessingCard(size=(28, 28), channels=1, interpolation="bicubic", **_MNIST),
-            "784 → 300 → 100 → classes, fully connected; 1×28×28 digits", "mlp"),
+            _digits_card(28),
+            "784 → 300 → 100 → classes, fully connected; 1×28×28 digits", "mlp",
+            weights=BundledWeights("mlp_mnist.pt", "MLP 784-300-100-10", "mnist", _DIGITS,
+                                   0.972)),
         "efficientnet_lite0": ArchSpec(
             "efficientnet_lite0", "EfficientNet-Lite0 (bundled)",
             lambda k: EfficientNetLite0(num_classes=k), 1000,
-            PreprocessingCard(size=(224, 224), resize_size=256, interpolation="bicubic",
-                              mean=EFFNET_PREPROCESSING["mean"],
-                              std=EFFNET_PREPROCESSING["std"]),
+            EFFNET_PREPROCESSING,
             "depthwise-separable inverted residual blocks with BatchNorm, ReLU6 and residual "
-            "sums; 3×224×224 RGB in [-1, 1]", "efficientnet_lite"),
+            "sums; 3×224×224 RGB in [-1, 1]", "efficientnet_lite",
+            weights=BundledWeights(EFFICIENTNET_LITE0_FILE.name,
+                                   "EfficientNet-Lite0 (bundled, ImageNet)", "imagenet",
+                                   tuple(IMAGENET_CLASSES))),
         "mri_demo": ArchSpec(
             "mri_demo", "MRI demo CNN (synthetic)", _mri_demo, 4,
-            PreprocessingCard(size=(96, 96), resize="pad-square", channels=1, mean=(), std=(),
-                              windowing="percentile"),
-            "4 conv-BN-ReLU blocks + 2 dense layers; 1×96×96 slices in [0, 1]", "cnn"),
+            MRI_DEMO_PREPROCESSING,
+            "4 conv-BN-ReLU blocks + 2 dense layers; 1×96×96 slices in [0, 1]", "cnn",
+            weights=BundledWeights("mri_demo.pt",
+                                   "Bundled demo CNN (synthetic lesions, not diagnostic)",
+                                   "synthetic MRI lesions", MRI_DEMO_CLASSES)),
     }
 
 
@@ -232,23 +293,6 @@ def preprocessing(arch: str) -> PreprocessingCard:
     return spec(arch).preprocessing
 
 
-@functools.lru_cache(maxsize=1)
-def _imagenet_classes() -> tuple[tuple[str, str], ...]:
-    rows = []
-    for line in CLASSES_FILE.read_text(encoding="utf-8").splitlines():
-        wnid, names = line.split("\t", 1)
-        rows.append((wnid, names))
-    if len(rows) != 1000:
-        raise RuntimeError(f"{CLASSES_FILE} has {len(rows)} classes, expected 1000")
-    return tuple(rows)
-
-
-#: the 1000 ImageNet-1k class names in the standard index order (WordNet lemmas, e.g.
-#: index 281 = "tabby, tabby cat"), and their WordNet ids ("n02123045")
-IMAGENET_CLASSES: list[str] = [names for _, names in _imagenet_classes()]
-IMAGENET_WNIDS: list[str] = [wnid for wnid, _ in _imagenet_classes()]
-
-
 def prepare_image(image: object, arch: str | PreprocessingCard) -> Tensor:
     """A PIL image → the input of ``arch`` (or of a card), float32 [1, C, H, W]: the card's
     resize, crop, channels and normalisation, exactly as torchvision's transforms do (see
@@ -269,14 +313,8 @@ def known_class_names(arch: str, num_classes: int) -> list[str] | None:
     s = spec(arch)
     if s.torchvision and num_classes == 1000:
         return list(_torchvision_weights(arch).meta["categories"])
-    if arch == "efficientnet_lite0" and num_classes == 1000:
-        return list(IMAGENET_CLASSES)
-    if arch in ("lenet", "mlp") and num_classes == 10:
-        return [str(d) for d in range(10)]
-    if arch == "mri_demo" and num_classes == 4:
-        from ..mri_demo import CLASS_NAMES
-
-        return list(CLASS_NAMES)
+    if s.weights is not None and num_classes == len(s.weights.class_names):
+        return list(s.weights.class_names)
     return None
 
 
@@ -287,6 +325,7 @@ def with_metadata(state: Mapping[str, Tensor], metadata: Mapping | None) -> Orde
     ``state_dict()`` records and ``load_state_dict`` hands to each module's loader)."""
     out = OrderedDict(state)
     if metadata is not None:
+        # torch's own attribute for the module versions, which OrderedDict does not declare
         out._metadata = dict(metadata)  # type: ignore[attr-defined]
     return out
 
@@ -297,7 +336,7 @@ def metadata_of(state: Mapping) -> dict | None:
     return dict(meta) if meta is not None else None
 
 
-def add_missing_counters(state: Mapping[str, Tensor], expected: set[str] | list[str]
+def add_missing_counters(state: Mapping[str, Tensor], expected: Iterable[str]
                          ) -> tuple[OrderedDict, int]:
     """Older BatchNorm checkpoints lack the ``num_batches_tracked`` counters (unused in
     eval): add the missing ones as 0. Returns the state and how many were added."""
@@ -391,7 +430,7 @@ def _read_state_dict(path: Path) -> OrderedDict:
         raise WeightsUnavailableError(f"weights file not found: {path}") from None
     except IsADirectoryError:
         raise WeightsUnavailableError(f"{path} is a folder, not a weights file") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+    except Exception as e:  # any unreadable file is reported the same way
         raise WeightsUnavailableError(
             f"could not read weights from {path}: {type(e).__name__}: {e}") from e
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -412,8 +451,9 @@ def load_efficientnet_lite0(path: str | Path = EFFICIENTNET_LITE0_FILE) -> nn.Mo
 
 # -- pretrained weights --------------------------------------------------------------------
 
-def _torchvision_weights(arch: str) -> object:
-    """``torchvision.models.get_model_weights(arch).DEFAULT`` (a ``Weights`` enum member)."""
+def _torchvision_weights(arch: str) -> Any:
+    """``torchvision.models.get_model_weights(arch).DEFAULT`` (a ``Weights`` enum member;
+    torchvision is optional, so untyped here)."""
     from ..torchvision_compat import import_torchvision
 
     if not spec(arch).torchvision:
@@ -443,12 +483,12 @@ def _size(meta: Mapping) -> str:
     return f", {mb / 1000:.1f} GB" if mb >= 1000 else f", {mb:.0f} MB"
 
 
-def _unavailable(arch: str, weights: object, reason: str) -> WeightsUnavailableError:
-    url = weights.url  # type: ignore[attr-defined]
+def _unavailable(arch: str, weights: Any, reason: str) -> WeightsUnavailableError:
+    url = weights.url
     return WeightsUnavailableError(
         f"The ImageNet weights of {spec(arch).label} are not on this computer and could not "
         f"be downloaded ({reason}). Either connect to the internet once and try again — "
-        f"they are downloaded from {url}{_size(weights.meta)} into "  # type: ignore[attr-defined]
+        f"they are downloaded from {url}{_size(weights.meta)} into "
         f"{weights_cache_file(arch).parent} and used offline from then on — or download "
         f"the file {_file_name(url)} elsewhere and pass its path "
         f"(load_pretrained({arch!r}, path=...), or the path field in the app).")
@@ -469,7 +509,7 @@ def pretrained_state_dict(arch: str, path: str | Path | None = None, progress: b
     if cached.is_file():
         return _read_state_dict(cached)
     try:
-        state = _download(weights.url, progress)  # type: ignore[attr-defined]
+        state = _download(weights.url, progress)
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
         raise _unavailable(arch, weights, f"{type(e).__name__}: {getattr(e, 'reason', e)}") \
             from e
@@ -478,14 +518,20 @@ def pretrained_state_dict(arch: str, path: str | Path | None = None, progress: b
     return with_metadata(state, metadata_of(state))
 
 
-def _bundled_file(arch: str) -> Path:
-    if arch == "efficientnet_lite0":
-        return EFFICIENTNET_LITE0_FILE
-    if arch == "mri_demo":
-        from ..mri_demo import WEIGHTS_FILE
+def bundled_weights(arch: str) -> BundledWeights:
+    """The bundled trained weights of ``arch``; ValueError for an architecture without."""
+    weights = spec(arch).weights
+    if weights is None:
+        raise ValueError(f"{arch!r} has no bundled weights")
+    return weights
 
-        return WEIGHTS_FILE
-    return MODEL_DIR / f"{arch}_mnist.pt"
+
+def model_label(arch: str) -> str:
+    """How users read the model :func:`load_pretrained` gives: the bundled weights' label,
+    else the architecture's with the data of its pretrained weights (torchvision's:
+    ImageNet)."""
+    s = spec(arch)
+    return s.weights.label if s.weights is not None else f"{s.label} (ImageNet)"
 
 
 def load_pretrained(arch: str, path: str | Path | None = None, progress: bool = True
@@ -503,7 +549,8 @@ def load_pretrained(arch: str, path: str | Path | None = None, progress: bool = 
         state = pretrained_state_dict(arch, path, progress)
         state, notes = fix_torchvision_keys(arch, state)
     else:
-        file = Path(os.fspath(path)).expanduser() if path is not None else _bundled_file(arch)
+        file = (Path(os.fspath(path)).expanduser() if path is not None
+                else bundled_weights(arch).path)
         state, notes = _read_state_dict(file), []
     try:
         model = build_empty(arch)
@@ -524,9 +571,10 @@ def load_pretrained(arch: str, path: str | Path | None = None, progress: bool = 
     return LoadedModel(model, arch, s.default_classes, names, notes)
 
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "FAMILIES", "IMAGENET_CLASSES", "IMAGENET_WNIDS",
-           "LoadedModel", "WeightsUnavailableError", "add_missing_counters", "build",
-           "build_empty", "fix_torchvision_keys", "key_mismatch", "known_class_names",
+__all__ = ["ARCHITECTURES", "ArchSpec", "BundledWeights", "FAMILIES", "IMAGENET_CLASSES",
+           "IMAGENET_WNIDS", "LoadedModel", "ModelSource", "WeightsUnavailableError",
+           "add_missing_counters", "build", "build_empty", "bundled_weights",
+           "fix_torchvision_keys", "key_mismatch", "known_class_names",
            "load_efficientnet_lite0", "load_pretrained", "load_state", "metadata_of",
-           "prepare_image", "preprocessing", "pretrained_state_dict", "spec",
+           "model_label", "prepare_image", "preprocessing", "pretrained_state_dict", "spec",
            "weights_cache_file", "with_metadata"]

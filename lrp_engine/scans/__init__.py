@@ -17,6 +17,7 @@ from .volume import (
     AXIS_NAMES,
     CONVENTIONS,
     Convention,
+    ScanKind,
     SliceView,
     Volume,
     convert,
@@ -29,6 +30,6 @@ from .volume import (
 from .windowing import auto_window, window, window_presets
 
 __all__ = ["AXIS_NAMES", "CONVENTIONS", "STORED_LAYOUT", "ArchiveLimits", "Convention",
-           "ScanLoadError", "ScanSet", "SliceView", "Volume", "auto_window", "convert",
+           "ScanKind", "ScanLoadError", "ScanSet", "SliceView", "Volume", "auto_window", "convert",
            "edge_markers", "pixel_spacing", "read_scans", "slice_array", "stack", "view",
            "window", "window_presets"]

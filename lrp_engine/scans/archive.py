@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import posixpath
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import ScanLoadError
@@ -130,6 +131,49 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int,
     return out.getvalue()
 
 
+_NESTED = "a zip inside the zip is not opened: unzip it and upload its contents"
+
+
+def _not_read(info: zipfile.ZipInfo, out: Expanded) -> str | None:
+    """Why an entry is left unread, by its name and flags: ``"folder"`` and ``"system"``
+    (counted), ``"dicomdir"`` (a note in ``out``), ``"skipped"`` (a nested zip or an
+    encrypted entry, with its reason in ``out``); None: read it."""
+    name = info.filename
+    if info.is_dir():
+        return "folder"
+    if _system_file(name):
+        return "system"
+    if posixpath.basename(name.rstrip("/")).upper() == "DICOMDIR":
+        out.notes.append(f"'{name}' (a DICOMDIR index) skipped: the images are read "
+                         "directly")
+        return "dicomdir"
+    if name.lower().endswith(".zip"):
+        out.skipped.append((name, _NESTED))
+        return "skipped"
+    if info.flag_bits & 0x1:
+        out.skipped.append((name, "the entry is encrypted (password-protected)"))
+        return "skipped"
+    return None
+
+
+def _entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int, limits: ArchiveLimits,
+           out: Expanded) -> bytes | None:
+    """The entry's bytes; None when it cannot be read (the reason in ``out``). A broken
+    cap raises :class:`ScanLoadError`."""
+    name = info.filename
+    try:
+        return _read_entry(zf, info, budget, limits)
+    except ScanLoadError:
+        raise
+    except NotImplementedError as e:
+        out.skipped.append((name, f"the entry uses a compression this app cannot "
+                                  f"read ({e})"))
+    except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, bad offsets …
+        out.skipped.append((name, "the entry is damaged or its declared size is wrong"
+                                  f" ({e})"))
+    return None
+
+
 def expand_zip(data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> Expanded:
     """A zip archive's bytes → :class:`Expanded`, in memory.
 
@@ -145,46 +189,22 @@ def expand_zip(data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> Expanded:
         infos = zf.infolist()
         _check_declared(infos, len(data), limits)
         out = Expanded()
-        folders = system = 0
+        unread: Counter[str] = Counter()
         budget = limits.max_total_bytes
         for info in infos:
-            name = info.filename
-            base = posixpath.basename(name.rstrip("/"))
-            if info.is_dir():
-                folders += 1
+            why = _not_read(info, out)
+            if why is not None:
+                unread[why] += 1
                 continue
-            if _system_file(name):
-                system += 1
-                continue
-            if base.upper() == "DICOMDIR":
-                out.notes.append(f"'{name}' (a DICOMDIR index) skipped: the images are read "
-                                 "directly")
-                continue
-            if name.lower().endswith(".zip"):
-                out.skipped.append((name, "a zip inside the zip is not opened: unzip it and "
-                                          "upload its contents"))
-                continue
-            if info.flag_bits & 0x1:
-                out.skipped.append((name, "the entry is encrypted (password-protected)"))
-                continue
-            try:
-                raw = _read_entry(zf, info, budget, limits)
-            except ScanLoadError:
-                raise
-            except NotImplementedError as e:
-                out.skipped.append((name, f"the entry uses a compression this app cannot "
-                                          f"read ({e})"))
-                continue
-            except Exception as e:  # noqa: BLE001 - BadZipFile, zlib.error, bad offsets …
-                out.skipped.append((name, "the entry is damaged or its declared size is wrong"
-                                          f" ({e})"))
+            raw = _entry(zf, info, budget, limits, out)
+            if raw is None:
                 continue
             budget -= len(raw)
             if is_zip(raw):
-                out.skipped.append((name, "a zip inside the zip is not opened: unzip it and "
-                                          "upload its contents"))
+                out.skipped.append((info.filename, _NESTED))
                 continue
-            out.files.append((name, raw))
+            out.files.append((info.filename, raw))
+        folders, system = unread["folder"], unread["system"]
         if folders:
             out.notes.append(f"{folders} folder entr{'y' if folders == 1 else 'ies'} in the "
                              "archive skipped (their files are read)")

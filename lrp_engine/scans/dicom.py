@@ -17,11 +17,15 @@ from __future__ import annotations
 import datetime as _dt
 import io
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import transfer_syntax
 from .errors import ScanLoadError
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is read (the medical extra)
+    from pydicom.dataset import Dataset
 
 #: DICOM keyword → meta key: the only attributes ever copied (none identifies a patient)
 META_TAGS: dict[str, str] = {
@@ -75,8 +79,9 @@ class DicomFrames:
         return int(self.pixels.shape[0])
 
 
-def _floats(value: object) -> list[float] | None:
-    """A DICOM numeric value or multi-value as a list of floats (None if absent or bad)."""
+def _floats(value: Any) -> list[float] | None:
+    """A DICOM numeric value or multi-value as a list of floats (None if absent or bad).
+    ``value``: what pydicom gives (a number, a string, a MultiValue …)."""
     if value is None or value == "":
         return None
     try:
@@ -88,7 +93,7 @@ def _floats(value: object) -> list[float] | None:
     return out if out and all(np.isfinite(out)) else None
 
 
-def _first(value: object) -> float | None:
+def _first(value: Any) -> float | None:
     """The first of a DICOM numeric multi-value as float (None if absent or bad)."""
     v = _floats(value)
     return v[0] if v else None
@@ -123,7 +128,7 @@ def _check_inflated_size(data: bytes, limit: int) -> None:
                             f"{limit / (1 << 20):,.1f} MiB: refused (a deflate bomb?)")
 
 
-def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> object:
+def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> Dataset:
     """Bytes → a pydicom ``Dataset`` (pixel data not yet decoded). A file without the
     preamble is read if it has image attributes; a deflated dataset may inflate to at most
     ``max_inflated`` bytes. Raises :class:`ScanLoadError`."""
@@ -149,19 +154,19 @@ def parse(data: bytes, max_inflated: int = MAX_INFLATED_BYTES) -> object:
     return ds
 
 
-def transfer_syntax_uid(ds: object) -> str | None:
+def transfer_syntax_uid(ds: Dataset) -> str | None:
     """The dataset's transfer syntax UID (None if its file meta has none)."""
     meta = getattr(ds, "file_meta", None)
     uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
     return None if uid is None else str(uid)
 
 
-def is_image(ds: object) -> bool:
+def is_image(ds: Dataset) -> bool:
     """Whether the dataset holds pixel data."""
-    return any(t in ds for t in _PIXEL_TAGS)  # type: ignore[operator]
+    return any(t in ds for t in _PIXEL_TAGS)
 
 
-def _group_value(ds: object, frame: int, sequence: str, keyword: str) -> object:
+def _group_value(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
     """``keyword`` inside ``sequence`` of frame ``frame``'s per-frame functional group, else
     of the shared group (enhanced multi-frame objects), else None."""
     for groups, i in (("PerFrameFunctionalGroupsSequence", frame),
@@ -175,13 +180,13 @@ def _group_value(ds: object, frame: int, sequence: str, keyword: str) -> object:
     return None
 
 
-def _attr(ds: object, frame: int, sequence: str, keyword: str) -> object:
+def _attr(ds: Dataset, frame: int, sequence: str, keyword: str) -> Any:
     """A functional-group value (:func:`_group_value`) or the top-level attribute."""
     v = _group_value(ds, frame, sequence, keyword)
     return getattr(ds, keyword, None) if v is None else v
 
 
-def study_date(ds: object) -> str | None:
+def study_date(ds: Dataset) -> str | None:
     """StudyDate as YYYY-MM-DD (None if absent or not a real date)."""
     raw = str(getattr(ds, "StudyDate", "") or "").strip()
     try:
@@ -191,7 +196,7 @@ def study_date(ds: object) -> str | None:
         return None
 
 
-def _windows(ds: object) -> dict[str, tuple[float, float]]:
+def _windows(ds: Dataset) -> dict[str, tuple[float, float]]:
     """The file's window pairs: name (WindowCenterWidthExplanation, else "from the file
     1/2/…") → (centre, width); pairs with a width ≤ 0 are dropped."""
     centres = _floats(_attr(ds, 0, "FrameVOILUTSequence", "WindowCenter"))
@@ -210,7 +215,7 @@ def _windows(ds: object) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _meta(ds: object, uid: str | None) -> dict:
+def _meta(ds: Dataset, uid: str | None) -> dict:
     out: dict = {}
     for keyword, key in META_TAGS.items():
         v = getattr(ds, keyword, None)
@@ -231,7 +236,7 @@ def _meta(ds: object, uid: str | None) -> dict:
     return out
 
 
-def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
+def _decode(ds: Dataset, uid: str | None, max_voxels: int) -> np.ndarray:
     """The pixel array, after a size check against ``max_voxels`` (a header can claim more
     frames than memory holds)."""
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
@@ -243,7 +248,7 @@ def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
         raise ScanLoadError(f"the image is too large: {n} frame(s) of {rows} × {cols} "
                             f"pixels, more than the {max_voxels:,} voxels accepted")
     try:
-        return np.asarray(ds.pixel_array)  # type: ignore[attr-defined]
+        return np.asarray(ds.pixel_array)
     except _FATAL:
         raise
     except BaseException as e:  # noqa: BLE001 - missing plugins, corrupt data; a Rust
@@ -252,7 +257,7 @@ def _decode(ds: object, uid: str | None, max_voxels: int) -> np.ndarray:
             uid, str(e) or type(e).__name__)) from None
 
 
-def frames(ds: object, max_voxels: int = 1 << 28) -> DicomFrames:
+def frames(ds: Dataset, max_voxels: int = 1 << 28) -> DicomFrames:
     """Decode a parsed dataset (:func:`parse`) into :class:`DicomFrames`.
 
     Raises :class:`ScanLoadError` without pixel data, for a syntax that does not decode here
@@ -273,12 +278,8 @@ def damage(e: BaseException, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _frames(ds: object, max_voxels: int) -> DicomFrames:
-    if not is_image(ds):
-        raise ScanLoadError("this DICOM file has no pixel data")
-    uid = transfer_syntax_uid(ds)
-    arr = _decode(ds, uid, max_voxels)
-    notes: list[str] = []
+def _grey_frames(ds: Dataset, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The decoded pixel array as frames ``[F, rows, cols]``: colour turned into luminance."""
     n = int(_first(getattr(ds, "NumberOfFrames", 1)) or 1)
     spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     colour = spp == 3 or (arr.ndim == (4 if n > 1 else 3) and arr.shape[-1] in (3, 4))
@@ -289,10 +290,15 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         notes.append("colour image converted to grey (luminance)")
     if arr.ndim != 3:
         raise ScanLoadError(f"expected 2-D frames, got pixel data of shape {list(arr.shape)}")
-    f = arr.shape[0]
-    values = arr.astype(np.float64)  # before any arithmetic: no 16-bit overflow
+    return arr
+
+
+def _rescaled(ds: Dataset, arr: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The frames in float64 (before any arithmetic: no 16-bit overflow), each rescaled by
+    its slope and intercept; non-finite values become 0."""
+    values = arr.astype(np.float64)
     rescaled = set()
-    for k in range(f):
+    for k in range(arr.shape[0]):
         s = _first(_attr(ds, k, "PixelValueTransformationSequence", "RescaleSlope"))
         b = _first(_attr(ds, k, "PixelValueTransformationSequence", "RescaleIntercept"))
         s, b = (1.0 if s is None else s), (0.0 if b is None else b)
@@ -308,29 +314,56 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         bad = int((~np.isfinite(values)).sum())
         values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
         notes.append(f"{bad} non-finite pixel values replaced by 0")
+    return values
 
+
+def _positions(ds: Dataset, f: int) -> np.ndarray | None:
+    """Each frame's ImagePositionPatient ``[F, 3]``; None unless every frame has its own
+    (one top-level position for many frames is not theirs)."""
     positions = [_floats(_attr(ds, k, "PlanePositionSequence", "ImagePositionPatient"))
                  for k in range(f)]
     has_positions = all(p is not None and len(p) == 3 for p in positions)
     per_frame = _group_value(ds, 0, "PlanePositionSequence", "ImagePositionPatient") is not None
-    if f > 1 and has_positions and not per_frame:  # one top-level position for many frames
+    if f > 1 and not per_frame:
         has_positions = False
+    return np.array(positions, dtype=np.float64) if has_positions else None
+
+
+def _orientation(ds: Dataset, notes: list[str]) -> np.ndarray | None:
+    """ImageOrientationPatient as two unit vectors (row, column); None when absent or
+    degenerate."""
     iop = _floats(_attr(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient"))
-    orientation = np.array(iop[:6]) if iop and len(iop) >= 6 else None
-    if orientation is not None:
-        r, c = orientation[:3], orientation[3:]
-        if min(np.linalg.norm(r), np.linalg.norm(c)) < 1e-3 or \
-                np.linalg.norm(np.cross(r, c)) < 1e-3:
-            orientation = None
-            notes.append("ImageOrientationPatient is degenerate: ignored")
-        else:
-            orientation = np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+    if not iop or len(iop) < 6:
+        return None
+    r, c = np.array(iop[:3]), np.array(iop[3:6])
+    if min(np.linalg.norm(r), np.linalg.norm(c)) < 1e-3 or \
+            np.linalg.norm(np.cross(r, c)) < 1e-3:
+        notes.append("ImageOrientationPatient is degenerate: ignored")
+        return None
+    return np.concatenate([r / np.linalg.norm(r), c / np.linalg.norm(c)])
+
+
+def _pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     ps = _floats(_attr(ds, 0, "PixelMeasuresSequence", "PixelSpacing"))
     if ps is None:
         ps = _floats(getattr(ds, "ImagerPixelSpacing", None))
-    spacing = (ps[0], ps[1]) if ps and len(ps) >= 2 and min(ps[:2]) > 0 else None
-    thickness = _first(_attr(ds, 0, "PixelMeasuresSequence", "SliceThickness"))
-    between = _first(_attr(ds, 0, "PixelMeasuresSequence", "SpacingBetweenSlices"))
+    return (ps[0], ps[1]) if ps and len(ps) >= 2 and min(ps[:2]) > 0 else None
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value and value > 0 else None
+
+
+def _frames(ds: Dataset, max_voxels: int) -> DicomFrames:
+    if not is_image(ds):
+        raise ScanLoadError("this DICOM file has no pixel data")
+    uid = transfer_syntax_uid(ds)
+    notes: list[str] = []
+    values = _rescaled(ds, _grey_frames(ds, _decode(ds, uid, max_voxels), notes), notes)
+    f = values.shape[0]
+    positions = _positions(ds, f)
+    orientation = _orientation(ds, notes)
+    spacing = _pixel_spacing(ds)
     inst = _first(getattr(ds, "InstanceNumber", None))
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2") or "").strip()
     meta = _meta(ds, uid)
@@ -341,10 +374,11 @@ def _frames(ds: object, max_voxels: int) -> DicomFrames:
         meta["pixel_spacing_mm"] = [spacing[0], spacing[1]]
     return DicomFrames(
         pixels=values.astype(np.float32), monochrome1=photometric == "MONOCHROME1",
-        positions=np.array(positions, dtype=np.float64) if has_positions else None,
-        orientation=orientation, pixel_spacing=spacing,
-        slice_thickness=thickness if thickness and thickness > 0 else None,
-        spacing_between_slices=between if between and between > 0 else None,
+        positions=positions, orientation=orientation, pixel_spacing=spacing,
+        slice_thickness=_positive(_first(_attr(ds, 0, "PixelMeasuresSequence",
+                                                "SliceThickness"))),
+        spacing_between_slices=_positive(_first(_attr(ds, 0, "PixelMeasuresSequence",
+                                                       "SpacingBetweenSlices"))),
         instance_number=None if inst is None else int(inst),
         series_uid=str(getattr(ds, "SeriesInstanceUID", "") or ""), multi_frame=f > 1,
         windows=_windows(ds), meta=meta, notes=notes, study_date=study_date(ds))

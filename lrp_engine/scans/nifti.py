@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ScanLoadError
 from .volume import Volume
+
+if TYPE_CHECKING:  # nibabel is imported where a NIfTI file is read (the medical extra)
+    from nibabel.nifti1 import Nifti1Header, Nifti1Image
 
 #: the largest decompressed NIfTI accepted (a gzip bomb guard), bytes
 MAX_NIFTI_BYTES = 1 << 30
@@ -56,7 +60,7 @@ def looks_like_nifti(data: bytes) -> bool:
         != set()
 
 
-def image(raw: bytes) -> object:
+def image(raw: bytes) -> Nifti1Image:
     """Uncompressed NIfTI bytes → a nibabel image. Raises :class:`ScanLoadError`."""
     import nibabel as nib
 
@@ -73,16 +77,11 @@ def image(raw: bytes) -> object:
         raise ScanLoadError(f"this NIfTI file could not be read: {e}") from None
 
 
-def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
-    """Bytes of a ``.nii`` / ``.nii.gz`` → :class:`NiftiData` (RAS+). ``max_voxels``: refuse
-    a larger first volume (memory). Raises :class:`ScanLoadError`."""
+def _first_volume(img: Nifti1Image, max_voxels: int | None, notes: list[str]) -> Nifti1Image:
+    """The image's first 3-D volume (a 2-D image: one slice); refuses more than
+    ``max_voxels``."""
     import nibabel as nib
 
-    if not data:
-        raise ScanLoadError("the file is empty")
-    notes: list[str] = []
-    raw = gunzip(data) if data[:2] == b"\x1f\x8b" else data
-    img = image(raw)
     shape = img.shape
     if len(shape) < 2:
         raise ScanLoadError(f"expected a 3-D image, got shape {list(shape)}")
@@ -94,30 +93,45 @@ def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
         if int(np.prod(extra)) > 1:
             notes.append(f"{len(shape)}-D image with {int(np.prod(extra))} volumes: showing "
                          "the first volume")
-        img = img.slicer[(slice(None),) * 3 + (0,) * len(extra)]
-    elif len(shape) == 2:
-        img = nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
+        return img.slicer[(slice(None),) * 3 + (0,) * len(extra)]
+    if len(shape) == 2:
         notes.append("2-D image: treated as a single slice")
-    header = img.header
-    oriented = True
+        return nib.Nifti1Image(np.asarray(img.dataobj)[..., None], img.affine, img.header)
+    return img
+
+
+def _header_oriented(header: Nifti1Header, notes: list[str]) -> bool:
+    """Whether the header gives an orientation (a qform or sform code)."""
     try:
         if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
-            oriented = False
             notes.append("the header gives no orientation (qform and sform codes are 0): "
                          "axes assumed RAS, shown without markers")
+            return False
     except (KeyError, ValueError, TypeError):
         pass
+    return True
+
+
+def _canonical(img: Nifti1Image, notes: list[str]) -> tuple[Nifti1Image, bool]:
+    """The image in RAS+ order, and False when its orientation could not be determined
+    (then as stored)."""
+    import nibabel as nib
+
     try:
         canonical = nib.as_closest_canonical(img)
     except Exception:  # noqa: BLE001 - a degenerate affine: keep the stored order
-        canonical = img
-        oriented = False
         notes.append("the orientation could not be determined: axes shown as stored")
+        return img, False
     codes = "".join(nib.aff2axcodes(img.affine)) if canonical is not img else "?"
     if codes not in ("RAS", "?"):
         notes.append(f"reoriented from {codes} to RAS")
+    return canonical, True
+
+
+def _finite_data(img: Nifti1Image, notes: list[str]) -> np.ndarray:
+    """The image's voxels, float32; NaN → 0, ±Inf → the finite max/min."""
     try:
-        vol = np.asarray(canonical.get_fdata(dtype=np.float32))
+        vol = np.asarray(img.get_fdata(dtype=np.float32))
     except Exception as e:  # noqa: BLE001 - truncated data, unsupported dtype …
         raise ScanLoadError(f"the image data could not be read: {e}") from None
     finite = np.isfinite(vol)
@@ -128,21 +142,42 @@ def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
         vol = np.nan_to_num(vol, nan=0.0, posinf=hi, neginf=lo)
         notes.append(f"{bad} voxels were NaN or infinite: replaced (NaN → 0, ±Inf → the "
                      "finite max/min)")
-    zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
-    zooms = zooms + (1.0,) * (3 - len(zooms))
+    return vol
+
+
+def _windows(header: Nifti1Header) -> dict[str, tuple[float, float]]:
+    """The display window the header stores (cal_min…cal_max), if a valid one."""
+    try:
+        lo, hi = float(header["cal_min"]), float(header["cal_max"])
+    except (KeyError, ValueError, TypeError):
+        return {}
+    if np.isfinite([lo, hi]).all() and hi > lo:
+        return {"from the file (cal_min…cal_max)": ((lo + hi) / 2, hi - lo)}
+    return {}
+
+
+def load(data: bytes, max_voxels: int | None = None) -> NiftiData:
+    """Bytes of a ``.nii`` / ``.nii.gz`` → :class:`NiftiData` (RAS+). ``max_voxels``: refuse
+    a larger first volume (memory). Raises :class:`ScanLoadError`."""
+    if not data:
+        raise ScanLoadError("the file is empty")
+    notes: list[str] = []
+    raw = gunzip(data) if data[:2] == b"\x1f\x8b" else data
+    img = _first_volume(image(raw), max_voxels, notes)
+    header = img.header
+    oriented = _header_oriented(header, notes)
+    canonical, determined = _canonical(img, notes)
+    oriented = oriented and determined
+    vol = _finite_data(canonical, notes)
+    z = [float(v) for v in canonical.header.get_zooms()[:3]]
+    z += [1.0] * (3 - len(z))
+    zooms = (z[0], z[1], z[2])
     descrip = header.get("descrip", b"").item().decode("latin-1", "replace").strip("\x00 ") \
         if "descrip" in header else ""
     meta = {"shape": list(vol.shape), "zooms_mm": list(zooms), "orientation": "RAS",
             "datatype": str(img.get_data_dtype()), "description": descrip}
-    windows: dict[str, tuple[float, float]] = {}
-    try:
-        lo, hi = float(header["cal_min"]), float(header["cal_max"])
-        if np.isfinite([lo, hi]).all() and hi > lo:
-            windows["from the file (cal_min…cal_max)"] = ((lo + hi) / 2, hi - lo)
-    except (KeyError, ValueError, TypeError):
-        pass
-    return NiftiData(volume=vol, zooms=zooms, meta=meta, notes=notes,  # type: ignore[arg-type]
-                     oriented=oriented, windows=windows)
+    return NiftiData(volume=vol, zooms=zooms, meta=meta, notes=notes,
+                     oriented=oriented, windows=_windows(header))
 
 
 def to_volume(data: bytes, max_voxels: int | None = None) -> Volume:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from . import dicom, nifti, series
 from .archive import DEFAULT_LIMITS, ArchiveLimits, expand_zip, is_zip
 from .errors import ScanLoadError
 from .volume import Volume
+
+if TYPE_CHECKING:  # pydicom is imported where a DICOM file is read (the medical extra)
+    from pydicom.dataset import Dataset
 
 _PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM",
                   b"II*\x00", b"MM\x00*")
@@ -94,17 +98,10 @@ def _unique_descriptions(volumes: list[Volume]) -> None:
                     v.description += f" · {extra(v)}"
 
 
-def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAULT_LIMITS
-               ) -> ScanSet:
-    """Uploaded files (name, bytes) → :class:`ScanSet`.
-
-    Any mix of DICOM files (with or without the preamble), zip archives of them (expanded in
-    memory within ``limits``; nested zips, folders and DICOMDIR skipped with a note), NIfTI
-    (``.nii``/``.nii.gz``) and PNG/JPEG pictures. Each Volume is RAS+ float32 [X, Y, Z] with
-    its spacing in mm and a description such as "MR · T1 AXIAL · 24 slices". Raises
-    :class:`ScanLoadError` with every reason when nothing at all is readable.
-    """
-    out = ScanSet()
+def _expand_zips(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits, out: ScanSet
+                 ) -> list[tuple[str, bytes]]:
+    """The files with each zip replaced by its entries ("archive › entry"); what an archive
+    skipped goes into ``out``."""
     entries: list[tuple[str, bytes]] = []
     for name, data in files:
         if _kind(name, data) != "zip":
@@ -123,37 +120,55 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
         out.notes += [f"{name}: {n}" for n in expanded.notes]
         if not expanded.files and not expanded.skipped:
             out.problems.append(f"{name}: the archive holds no files")
+    return entries
 
+
+def _read_one(name: str, data: bytes, limits: ArchiveLimits, voxels: int
+              ) -> Volume | dicom.DicomFrames:
+    """One file: a NIfTI file or a picture → its Volume; a DICOM file → its frames (built
+    into volumes with its series later). ``voxels``: how many the upload holds so far."""
+    kind = _kind(name, data)
+    if kind == "zip":
+        raise ScanLoadError("a zip inside the zip is not opened: unzip it and upload "
+                            "its contents")
+    if kind == "nifti":
+        return nifti.to_volume(data, max_voxels=limits.max_voxels - voxels)
+    if kind == "picture":
+        return _picture(data, limits)
+    return _frames(_parse_dicom(name, data), limits, voxels)
+
+
+def _read_files(entries: list[tuple[str, bytes]], limits: ArchiveLimits, out: ScanSet
+                ) -> tuple[list[Volume | None], list[dicom.DicomFrames]]:
+    """Read every file: (the volumes in upload order, None where the DICOM series go; the
+    decoded DICOM files). A file that cannot be read is a line in ``out.problems``."""
     decoded: list[dicom.DicomFrames] = []
     voxels = 0
-    slots: list[Volume | None] = []  # upload order; None: where the DICOM series go
+    slots: list[Volume | None] = []
     for name, data in entries:
-        kind = _kind(name, data)
         try:
-            if kind == "zip":
-                raise ScanLoadError("a zip inside the zip is not opened: unzip it and upload "
-                                    "its contents")
-            if kind == "nifti":
-                v = nifti.to_volume(data, max_voxels=limits.max_voxels - voxels)
-            elif kind == "picture":
-                v = _picture(data, limits)
-            else:
-                v = None
-                ds = _parse_dicom(name, data)
-                f = _frames(ds, limits, voxels)
-                decoded.append(f)
-                voxels += f.pixels.size
+            v = _read_one(name, data, limits, voxels)
         except ScanLoadError as e:
             out.problems.append(f"{name}: {e}")
             continue
         except Exception as e:  # noqa: BLE001 - a reader's unforeseen error: said, not raised
             out.problems.append(f"{name}: this file could not be read ({dicom.damage(e)})")
             continue
-        if v is not None:
+        if isinstance(v, Volume):
             voxels += v.data.size
             slots.append(v)
-        elif all(s is not None for s in slots):
+            continue
+        decoded.append(v)
+        voxels += v.pixels.size
+        if all(s is not None for s in slots):
             slots.append(None)
+    return slots, decoded
+
+
+def _build_series(decoded: list[dicom.DicomFrames], limits: ArchiveLimits, out: ScanSet
+                  ) -> list[Volume]:
+    """The DICOM files grouped into series, one volume each; a series that cannot be built
+    is a line in ``out.problems``."""
     vlimits = series.VolumeLimits(max_slices=limits.max_slices, max_voxels=limits.max_voxels)
     groups = series.group(decoded)
     out.notes += series.split_notes(groups)
@@ -166,6 +181,22 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
             why = str(e) if isinstance(e, ScanLoadError) else (
                 f"this series could not be built ({dicom.damage(e)})")
             out.problems.append(f"{label}: {why}")
+    return built
+
+
+def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAULT_LIMITS
+               ) -> ScanSet:
+    """Uploaded files (name, bytes) → :class:`ScanSet`.
+
+    Any mix of DICOM files (with or without the preamble), zip archives of them (expanded in
+    memory within ``limits``; nested zips, folders and DICOMDIR skipped with a note), NIfTI
+    (``.nii``/``.nii.gz``) and PNG/JPEG pictures. Each Volume is RAS+ float32 [X, Y, Z] with
+    its spacing in mm and a description such as "MR · T1 AXIAL · 24 slices". Raises
+    :class:`ScanLoadError` with every reason when nothing at all is readable.
+    """
+    out = ScanSet()
+    slots, decoded = _read_files(_expand_zips(files, limits, out), limits, out)
+    built = _build_series(decoded, limits, out)
     for v in slots:
         out.volumes += built if v is None else [v]
     _unique_descriptions(out.volumes)
@@ -177,7 +208,7 @@ def read_scans(files: Sequence[tuple[str, bytes]], limits: ArchiveLimits = DEFAU
     return out
 
 
-def _frames(ds: object, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
+def _frames(ds: Dataset, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
     """Decode within what is left of the upload's voxel cap (``used`` voxels so far)."""
     try:
         return dicom.frames(ds, max_voxels=limits.max_voxels - used)
@@ -188,7 +219,7 @@ def _frames(ds: object, limits: ArchiveLimits, used: int) -> dicom.DicomFrames:
         raise
 
 
-def _parse_dicom(name: str, data: bytes) -> object:
+def _parse_dicom(name: str, data: bytes) -> Dataset:
     try:
         return dicom.parse(data)
     except ScanLoadError as e:

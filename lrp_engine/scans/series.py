@@ -165,11 +165,9 @@ def _fallback_step(f: DicomFrames, notes: list[str]) -> float:
     return 1.0
 
 
-def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Volume:
-    """One series (a :func:`group`) → :class:`Volume` (RAS+ float32 [X, Y, Z], spacing mm).
-    Raises :class:`ScanLoadError` above ``limits``."""
-    first = files[0]
-    h, w = first.pixels.shape[1:]
+def _check_limits(files: list[DicomFrames], limits: VolumeLimits) -> int:
+    """The series' slice count; raises :class:`ScanLoadError` above ``limits``."""
+    h, w = files[0].pixels.shape[1:]
     n_total = sum(f.n_frames for f in files)
     if n_total > limits.max_slices:
         raise ScanLoadError(f"the series has {n_total} slices, more than the "
@@ -177,30 +175,84 @@ def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Vo
     if n_total * h * w > limits.max_voxels:
         raise ScanLoadError(f"the series is too large: {n_total} slices of {h} × {w} pixels, "
                             f"more than the {limits.max_voxels:,} voxels accepted")
-    notes = _merge_notes(files)
-    planes = [f.pixels[k] for f in files for k in range(f.n_frames)]
+    return n_total
+
+
+def _slice_normal(iop: np.ndarray | None) -> np.ndarray | None:
+    """The unit normal of the slices' plane (row × column direction)."""
+    if iop is None:
+        return None
+    normal = np.cross(iop[:3], iop[3:])
+    return normal / np.linalg.norm(normal)
+
+
+def _stack_order(files: list[DicomFrames], planes: list[np.ndarray], pos: np.ndarray | None,
+                 normal: np.ndarray | None, notes: list[str]) -> tuple[np.ndarray, float]:
+    """The order of the planes along the normal (duplicates dropped) and the slice step
+    (mm)."""
+    first = files[0]
     inst: list[int | None] = []
     for f in files:
         inst += [f.instance_number if f.n_frames == 1 else k + 1 for k in range(f.n_frames)]
-    have_pos = all(f.positions is not None for f in files)
-    pos = np.concatenate([f.positions for f in files]) if have_pos else None  # type: ignore
-    iop = first.orientation
-    normal = None if iop is None else np.cross(iop[:3], iop[3:])
-    if normal is not None:
-        normal = normal / np.linalg.norm(normal)
     if pos is None and first.multi_frame:
-        notes.append(f"multi-frame image without per-frame positions: {n_total} frames "
+        notes.append(f"multi-frame image without per-frame positions: {len(planes)} frames "
                      "stacked in their stored order")
-        idx, d = np.arange(n_total), None
+        idx, d = np.arange(len(planes)), None
     else:
         idx, d = _order(pos, inst, normal, notes)
     if d is not None and len(d) > 1:
         idx, d = _dedupe(idx, d, planes, notes)
     if d is not None and len(d) > 1:
-        step = _spacing_notes(d, notes)
-    else:
-        step = _fallback_step(first, notes) if len(idx) > 1 else (
-            first.slice_thickness or first.spacing_between_slices or 1.0)
+        return idx, _spacing_notes(d, notes)
+    step = _fallback_step(first, notes) if len(idx) > 1 else (
+        first.slice_thickness or first.spacing_between_slices or 1.0)
+    return idx, step
+
+
+def _oriented(arr: np.ndarray, first: DicomFrames, pos: np.ndarray | None, idx: np.ndarray,
+              normal: np.ndarray, spacing: tuple[float, float, float], meta: dict,
+              notes: list[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """``arr`` ([column, row, slice]) in RAS+ order by the patient geometry, and its
+    spacing; the acquisition plane and obliquity go into ``meta``."""
+    iop = first.orientation
+    assert iop is not None
+    origin = pos[idx[0]] if pos is not None else (
+        first.positions[0] if first.positions is not None else np.zeros(3))
+    aff = orient.lps_to_ras(orient.dicom_affine(iop[:3], iop[3:], normal, spacing, origin))
+    if pos is not None and len(idx) > 1:
+        _shear_note(pos[idx[-1]] - pos[idx[0]], normal, notes)
+    data, ras_spacing, codes = orient.to_ras(arr, aff)
+    tilt = orient.obliquity(aff)
+    plane = orient.slice_plane(aff)
+    meta["acquisition_plane"] = plane
+    meta["stored_axes"] = codes
+    if tilt > OBLIQUE_DEG:
+        notes.append(f"oblique acquisition: the slices are tilted {tilt:.0f}° from the "
+                     f"nearest axes; shown as {plane} slices without resampling, so the "
+                     "edge markers are approximate")
+    meta["obliquity_deg"] = round(tilt, 2)
+    return data, tuple(ras_spacing)
+
+
+def _as_stored(arr: np.ndarray, notes: list[str]) -> np.ndarray:
+    """``arr`` ([column, row, slice]) without a patient geometry: shown as stored."""
+    notes.append("no ImageOrientationPatient: the anatomical directions are unknown; the "
+                 "images are shown as stored, without markers")
+    data = arr[:, ::-1, :] if STORED_LAYOUT == "neurological" else arr[::-1, ::-1, :]
+    return np.ascontiguousarray(data)
+
+
+def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Volume:
+    """One series (a :func:`group`) → :class:`Volume` (RAS+ float32 [X, Y, Z], spacing mm).
+    Raises :class:`ScanLoadError` above ``limits``."""
+    first = files[0]
+    _check_limits(files, limits)
+    notes = _merge_notes(files)
+    planes = [f.pixels[k] for f in files for k in range(f.n_frames)]
+    positions = [f.positions for f in files if f.positions is not None]
+    pos = np.concatenate(positions) if len(positions) == len(files) else None
+    normal = _slice_normal(first.orientation)
+    idx, step = _stack_order(files, planes, pos, normal, notes)
     ps = first.pixel_spacing
     if ps is None:
         notes.append("pixel spacing unknown: 1 mm assumed")
@@ -213,35 +265,17 @@ def build(files: list[DicomFrames], limits: VolumeLimits = VolumeLimits()) -> Vo
     arr = stack.transpose(2, 1, 0).astype(np.float32)  # [column, row, slice]
     meta = dict(first.meta)
     meta["slices"] = int(arr.shape[2])
-    oriented = iop is not None
-    if oriented:
-        origin = pos[idx[0]] if pos is not None else (
-            first.positions[0] if first.positions is not None else np.zeros(3))
-        aff = orient.lps_to_ras(orient.dicom_affine(iop[:3], iop[3:], normal,
-                                                    (ps[1], ps[0], step), origin))
-        if pos is not None and len(idx) > 1:
-            _shear_note(pos[idx[-1]] - pos[idx[0]], normal, notes)
-        data, spacing, codes = orient.to_ras(arr, aff)
-        tilt = orient.obliquity(aff)
-        plane = orient.slice_plane(aff)
-        meta["acquisition_plane"] = plane
-        meta["stored_axes"] = codes
-        if tilt > OBLIQUE_DEG:
-            notes.append(f"oblique acquisition: the slices are tilted {tilt:.0f}° from the "
-                         f"nearest axes; shown as {plane} slices without resampling, so the "
-                         "edge markers are approximate")
-        meta["obliquity_deg"] = round(tilt, 2)
+    stored_spacing = (ps[1], ps[0], step)
+    if normal is not None:
+        data, spacing = _oriented(arr, first, pos, idx, normal, stored_spacing, meta, notes)
     else:
-        notes.append("no ImageOrientationPatient: the anatomical directions are unknown; the "
-                     "images are shown as stored, without markers")
-        data = arr[:, ::-1, :] if STORED_LAYOUT == "neurological" else arr[::-1, ::-1, :]
-        data = np.ascontiguousarray(data)
-        spacing = (ps[1], ps[0], step)
+        data, spacing = _as_stored(arr, notes), stored_spacing
     meta["spacing_mm"] = [round(float(s), 4) for s in spacing]
-    return Volume(data=data, spacing=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+    sx, sy, sz = spacing
+    return Volume(data=data, spacing=(float(sx), float(sy), float(sz)),
                   kind="DICOM", description=describe(meta, int(arr.shape[2]),
                                                      first.multi_frame),
-                  oriented=oriented, windows=windows, meta=meta, notes=notes,
+                  oriented=normal is not None, windows=windows, meta=meta, notes=notes,
                   study_date=next((f.study_date for f in files if f.study_date), None))
 
 

@@ -25,12 +25,14 @@ its heatmap) from one convention to the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 Convention = Literal["radiological", "neurological"]
 CONVENTIONS: tuple[Convention, ...] = ("radiological", "neurological")
+#: what a volume was read from: a DICOM series or file, a NIfTI file, a picture, the demo
+ScanKind = Literal["DICOM", "NIfTI", "image", "demo"]
 AXIS_NAMES = ("sagittal", "coronal", "axial")
 #: the letters of +x, +y, +z and of the opposite directions
 _POSITIVE, _NEGATIVE = "RAS", "LPI"
@@ -53,7 +55,7 @@ class Volume:
 
     data: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    kind: str = "image"
+    kind: ScanKind = "image"
     description: str = ""
     oriented: bool = True
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -68,7 +70,8 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(X, Y, Z) voxels."""
-        return tuple(int(n) for n in self.data.shape)  # type: ignore[return-value]
+        x, y, z = self.data.shape
+        return int(x), int(y), int(z)
 
     def n_slices(self, axis: int) -> int:
         """How many slices there are along ``axis``."""
@@ -83,7 +86,7 @@ class Volume:
     @classmethod
     def from_display_slice(cls, image: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0),
                            convention: Convention = "neurological", oriented: bool = True,
-                           **kw: object) -> Volume:
+                           **kw: Any) -> Volume:
         """A one-slice axial volume from a 2-D image [rows, cols] laid out in ``convention``
         (anterior at the top). ``spacing``: mm per (row, column)."""
         a = np.asarray(image, dtype=np.float32)
@@ -95,13 +98,13 @@ class Volume:
     def from_axial_stack(cls, slices: np.ndarray,
                          spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
                          convention: Convention = "neurological", oriented: bool = True,
-                         **kw: object) -> Volume:
+                         **kw: Any) -> Volume:
         """A volume from axial display slices [Z, rows, cols] (slice 0 the most inferior,
         anterior at the top, laid out in ``convention``). ``spacing``: mm per (row, column,
         slice)."""
         return cls(data=axial_stack_to_ras(slices, convention),
                    spacing=(float(spacing[1]), float(spacing[0]), float(spacing[2])),
-                   oriented=oriented, **kw)  # type: ignore[arg-type]
+                   oriented=oriented, **kw)
 
 
 def _check_axis(axis: int) -> int:
@@ -113,7 +116,7 @@ def _check_axis(axis: int) -> int:
 def _check_convention(convention: str) -> Convention:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    return convention  # type: ignore[return-value]
+    return convention
 
 
 def slice_array(data: np.ndarray, axis: int, index: int | None = None,
@@ -216,6 +219,6 @@ def stack(volume: Volume, axis: int, convention: Convention = "neurological",
         np.float32, copy=False)
 
 
-__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "SliceView", "Volume",
+__all__ = ["AXIS_NAMES", "CONVENTIONS", "Convention", "ScanKind", "SliceView", "Volume",
            "axial_stack_to_ras", "convert",
            "edge_markers", "pixel_spacing", "slice_array", "stack", "view"]

@@ -20,6 +20,7 @@ from lrp_engine import medical, viz
 from lrp_engine.localisation import pointing_game, relevance_mass_accuracy
 from lrp_engine.models.card import CardError
 from lrp_engine.mri_demo import DISCLAIMER
+from lrp_engine.mri_demo3d import HIGH_PCT, LOW_PCT
 from lrp_engine.scans.volume import AXIS_NAMES, axial_stack_to_ras, convert, slice_array, stack
 from lrp_explorer.ui import compute, report, resources, volume_run
 from lrp_explorer.ui.model_setup import (
@@ -389,7 +390,7 @@ with_date = st.checkbox("Include the study date", key="mri_report_study_date", v
                         disabled=scan.study_date is None,
                         help="Off by default: the report is de-identified.")
 card_text = (f"input 1×{'×'.join(str(int(v)) for v in x.shape[2:])} volume; "
-             "axial slices, 0.5–99.5 percentiles → 0…1" if three_d else
+             f"axial slices, {LOW_PCT:g}–{HIGH_PCT:g} percentiles → 0…1" if three_d else
              f"input {pre.channels}×{pre.size[0]}×{pre.size[1]}; {pre.describe()}")
 content = report.ScanReport(
     scan=bg, overlay=viz.overlay(bg, relevance, opacity),

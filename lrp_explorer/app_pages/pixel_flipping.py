@@ -7,6 +7,7 @@ fall sooner than a random order (lower AUC). The work is done by :mod:`ui.flippi
 
 import streamlit as st
 
+from lrp_engine import has_dropout
 from lrp_engine.evaluation import FILLS, SCORES
 from lrp_explorer.ui import flipping, state
 from lrp_explorer.ui.resources import MODEL_NAMES, get_model, heldout, model_meta
@@ -56,7 +57,7 @@ side = model_meta(model_id)["input_size"]
 flipped = (int(steps) - 1) * int(pixels_per_step)
 st.caption(f"The model sees {side}×{side} = {side * side} pixels; {int(steps) - 1} steps of "
            f"{int(pixels_per_step)} flip {flipped} of them ({100 * flipped / side**2:.1f} %).")
-if "blrp" in methods and not flipping.has_dropout(get_model(model_id)):
+if "blrp" in methods and not has_dropout(get_model(model_id)):
     st.info("This model has no dropout, so all B-LRP posterior samples are the same network: "
             "every α-map equals standard LRP.")
 

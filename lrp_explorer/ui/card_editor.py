@@ -18,6 +18,7 @@ from lrp_engine.models.card import (
     IMAGENET_STD,
     INTERPOLATIONS,
     RESIZE_MODES,
+    WINDOW_PERCENTILES,
     CardError,
     PreprocessingCard,
 )
@@ -32,7 +33,8 @@ RESIZE_LABELS = {"shorter-side-crop": "shorter side, then centre crop",
 CHANNEL_LABELS = {1: "1 (grey)", 3: "3 (RGB; grey pictures repeated to 3)"}
 RANGE_LABELS = {1.0: "0…1", 255.0: "0…255"}
 NORMS = ("ImageNet", "none", "custom")
-WINDOW_LABELS = {"percentile": "percentile (0.5–99.5 % → 0…1)", "none": "raw intensities"}
+WINDOW_LABELS = {"percentile": "percentile ({:g}–{:g} % → 0…1)".format(*WINDOW_PERCENTILES),
+                 "none": "raw intensities"}
 #: the largest input side offered (a card allows 4096; a 4096² input would take a shared
 #: server's memory for one visitor's explanation)
 MAX_EDIT_SIDE = 1024
@@ -120,39 +122,30 @@ def _build(ns: str, scan: bool) -> PreprocessingCard:
         interpolation=s[_k(ns, "interp")])
 
 
-def card_editor(ns: str, default: PreprocessingCard, source: str,
-                loaded: PreprocessingCard | None = None, scan: bool = False
-                ) -> PreprocessingCard | None:
-    """The editor (in the current container); ``default``: the architecture's card;
-    ``source``: a tag of the model and card file (a new one resets the fields: to
-    ``loaded``, a model card's preprocessing, when given, else to ``default``); ``scan``:
-    offer windowing (MRI inspector). Returns the card, or None after an ``st.error``."""
+def _preset_cards(default: PreprocessingCard, loaded: PreprocessingCard | None
+                  ) -> dict[str, PreprocessingCard]:
+    """The cards a preset name stands for (the model card's first, when there is one)."""
+    cards: dict[str, PreprocessingCard] = {FROM_CARD: loaded} if loaded is not None else {}
+    return {**cards, DEFAULT: default, **{p: CARD_PRESETS[p] for p in PRESETS}}
+
+
+def _on_preset(ns: str, cards: dict[str, PreprocessingCard]) -> None:
+    chosen = st.session_state[_k(ns, "preset")]
+    if chosen in cards:
+        fill(ns, cards[chosen])
+
+
+def _on_field(ns: str) -> None:
+    st.session_state[_k(ns, "preset")] = CUSTOM
+
+
+def _field_widgets(ns: str, scan: bool) -> None:
+    """The card's fields; editing one makes the preset 'custom'."""
     s = st.session_state
-    options = ([FROM_CARD] if loaded is not None else []) + [DEFAULT, *PRESETS, CUSTOM]
-    cards: dict[str, PreprocessingCard] = {DEFAULT: default,
-                                           **{p: CARD_PRESETS[p] for p in PRESETS}}
-    if loaded is not None:
-        cards[FROM_CARD] = loaded
-    if s.get(_k(ns, "source")) != source or any(_k(ns, f) not in s for f in _FIELDS):
-        s[_k(ns, "source")] = source
-        s[_k(ns, "preset")] = FROM_CARD if loaded is not None else DEFAULT
-        fill(ns, cards[s[_k(ns, "preset")]])
-    if s.get(_k(ns, "preset")) not in options:
-        s[_k(ns, "preset")] = CUSTOM
-
-    def on_preset() -> None:
-        chosen = s[_k(ns, "preset")]
-        if chosen in cards:
-            fill(ns, cards[chosen])
-
-    def on_field() -> None:
-        s[_k(ns, "preset")] = CUSTOM
 
     def kw(name: str) -> dict[str, object]:
-        return {"key": _k(ns, name), "on_change": on_field}
+        return {"key": _k(ns, name), "on_change": _on_field, "args": (ns,)}
 
-    st.selectbox("Preprocessing preset", options, key=_k(ns, "preset"), on_change=on_preset,
-                 help="A preset fills the fields below; editing a field makes it 'custom'.")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Input height", 1, MAX_EDIT_SIDE, step=1, **kw("h"))
     c2.number_input("Input width", 1, MAX_EDIT_SIDE, step=1, **kw("w"))
@@ -177,6 +170,28 @@ def card_editor(ns: str, default: PreprocessingCard, source: str,
         m1, m2 = st.columns(2)
         m1.text_input("Mean (one per channel, in pixel-range units)", **kw("mean"))
         m2.text_input("Std (one per channel, in pixel-range units)", **kw("std"))
+
+
+def card_editor(ns: str, default: PreprocessingCard, source: str,
+                loaded: PreprocessingCard | None = None, scan: bool = False
+                ) -> PreprocessingCard | None:
+    """The editor (in the current container); ``default``: the architecture's card;
+    ``source``: a tag of the model and card file (a new one resets the fields: to
+    ``loaded``, a model card's preprocessing, when given, else to ``default``); ``scan``:
+    offer windowing (MRI inspector). Returns the card, or None after an ``st.error``."""
+    s = st.session_state
+    cards = _preset_cards(default, loaded)
+    options = [*cards, CUSTOM]
+    if s.get(_k(ns, "source")) != source or any(_k(ns, f) not in s for f in _FIELDS):
+        s[_k(ns, "source")] = source
+        s[_k(ns, "preset")] = FROM_CARD if loaded is not None else DEFAULT
+        fill(ns, cards[s[_k(ns, "preset")]])
+    if s.get(_k(ns, "preset")) not in options:
+        s[_k(ns, "preset")] = CUSTOM
+    st.selectbox("Preprocessing preset", options, key=_k(ns, "preset"), on_change=_on_preset,
+                 args=(ns, cards),
+                 help="A preset fills the fields below; editing a field makes it 'custom'.")
+    _field_widgets(ns, scan)
     chosen = cards.get(s[_k(ns, "preset")])
     if chosen is not None and max(chosen.size) > MAX_EDIT_SIDE:
         st.warning(f"An input side above {MAX_EDIT_SIDE} px is not offered on this shared "

@@ -11,6 +11,9 @@ class", which gives zero relevance everywhere).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,13 +58,15 @@ class BLRPMaps:
     n_samples: int
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
 
-def _input(model: nn.Module, x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(_device(model))
+def model_input(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    """``x`` as a float32 tensor on ``model``'s device."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(model_device(model))
 
 
 def _target(key: TargetKey, k: int, like: torch.Tensor) -> object:
@@ -77,12 +82,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 #: below this much work per call (multiply-accumulates over the batch), a CPU computation
-#: runs on one intra-op thread. Its ops are short (LeNet: ~0.1 ms), and a second OpenMP
-#: thread then seems to cost more than it saves (likely waiting at each op's barrier while
-#: the browser beside the server, or another session, holds the other core). Measured in
-#: the real browser on 2 cores (benchmarks/bench_ui_latency.py): a γ step 304 -> 196 ms;
-#: B-LRP of 100 LeNet samples (0.36 G) 329 ms on one thread, 454 ms on two in the same
-#: session. Bigger work (VGG-16, EfficientNet B-LRP) keeps all threads.
+#: runs on one intra-op thread: its ops are short (LeNet: ~0.1 ms), and a second OpenMP
+#: thread costs more than it saves while the browser beside the server, or another
+#: session, holds the other core (benchmarks/bench_ui_latency.py measures it in the real
+#: browser). Bigger work (VGG-16, EfficientNet B-LRP) keeps all threads.
 ONE_THREAD_BELOW_MACS = 1e9
 
 
@@ -117,7 +120,7 @@ def cached_analysis(_model: nn.Module, model_key: str, x: np.ndarray, choice: Ru
 
     ``low``/``high``: per-channel zB bounds in model-input units (None: the image's range).
     """
-    xt = _input(_model, x)
+    xt = model_input(_model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
     with cpu_threads_for(_model, xt):
@@ -141,7 +144,7 @@ def class_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleCho
                low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None
                ) -> np.ndarray:
     """Relevance of ``x`` [1, C, H, W] for every class: one batched pass, [K, C, H, W]."""
-    xt = _input(_model, x)
+    xt = model_input(_model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
     with torch.no_grad():
@@ -159,7 +162,7 @@ def compute_blrp(model: nn.Module, x: np.ndarray, choice: RuleChoice, n_samples:
                  progress: Callable[[int, int], None] | None = None) -> BLRPMaps:
     """B-LRP of ``x`` [1, C, H, W] with ``n_samples`` dropout networks and the α-percentiles
     (uncached; ``chunk``: samples per batched backward, ``progress(done, total)``)."""
-    xt = _input(model, x)
+    xt = model_input(model, x)
     comp = choice.composite(None if low is None else torch.tensor(low),
                             None if high is None else torch.tensor(high))
     if target == "none":
@@ -174,10 +177,53 @@ def compute_blrp(model: nn.Module, x: np.ndarray, choice: RuleChoice, n_samples:
                     target=int(res.target[0]), n_samples=res.n_samples)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def blrp_maps(_model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
+def _with_progress_bar(n_samples: int,
+                       run: Callable[[Callable[[int, int], None]], BLRPMaps]) -> BLRPMaps:
+    """``run(progress)`` with an ``st.progress`` bar that ``progress(done, total)`` moves."""
+    bar = st.progress(0.0, text=f"Explaining {n_samples} sampled networks…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)),
+                     text=f"{done} of {total} sampled networks explained")
+
+    try:
+        return run(progress)
+    finally:
+        bar.empty()
+
+
+#: finished B-LRP results, process-wide and bounded: one store for :func:`blrp_maps` and
+#: ``ui.report.blrp_with_progress`` (st.cache_data cannot hold the latter's: it would record
+#: the progress bar's updates and fail replaying them on a cache hit)
+_BLRP_RESULTS: OrderedDict[tuple, BLRPMaps] = OrderedDict()
+_BLRP_LOCK = threading.Lock()
+BLRP_MAX_ENTRIES = 16
+
+
+def blrp_maps(model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
               n_samples: int, alphas: Sequence[float], target: TargetKey = "predicted",
               low: tuple[float, ...] | None = None, high: tuple[float, ...] | None = None,
-              seed: int = 0) -> BLRPMaps:
-    """:func:`compute_blrp`, cached by model key, input bytes and settings."""
-    return compute_blrp(_model, x, choice, n_samples, alphas, target, low, high, seed)
+              seed: int = 0, chunk: int | None = None, progress_bar: bool = False
+              ) -> BLRPMaps:
+    """:func:`compute_blrp`, kept (the last :data:`BLRP_MAX_ENTRIES`) by model key, input
+    bytes and settings; ``chunk`` (samples per batched backward) and ``progress_bar`` (an
+    ``st.progress`` bar while it runs) change how it runs, not the result."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    args = (choice, int(n_samples), tuple(float(a) for a in alphas), target, low, high,
+            int(seed))
+    key = (model_key, x.shape, hashlib.sha256(x.tobytes()).hexdigest(), *args)
+    with _BLRP_LOCK:
+        hit = _BLRP_RESULTS.get(key)
+        if hit is not None:
+            _BLRP_RESULTS.move_to_end(key)
+            return hit
+    if progress_bar:
+        res = _with_progress_bar(int(n_samples), lambda progress: compute_blrp(
+            model, x, *args, chunk=chunk, progress=progress))
+    else:
+        res = compute_blrp(model, x, *args, chunk=chunk)
+    with _BLRP_LOCK:
+        _BLRP_RESULTS[key] = res
+        while len(_BLRP_RESULTS) > BLRP_MAX_ENTRIES:
+            _BLRP_RESULTS.popitem(last=False)
+    return res

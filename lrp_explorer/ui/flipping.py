@@ -2,7 +2,7 @@
 
 A run scores every chosen method (standard LRP-ε, B-LRP α-maps, Gradient×Input, a random
 order) by most-relevant-first pixel flipping on the first ``n_images`` held-out digits, in
-batches of :data:`BATCH` images. The per-batch work is the seed-000 experiment's own
+batches of :data:`BATCH` images. The per-batch work is the command-line experiment's own
 (:mod:`lrp_engine.experiment`: relevance per method for a chunk, then the vectorised
 :func:`lrp_engine.evaluation.pixel_flipping` with per-image random streams keyed by the
 global image index), so the numbers equal one ``run_pixel_flipping_experiment`` call with
@@ -31,7 +31,7 @@ from torch import nn
 
 from lrp_engine import viz
 from lrp_engine.data import mnist_to_tensor
-from lrp_engine.evaluation import channels_last_copy, fraction_flipped
+from lrp_engine.evaluation import channels_last_twin, fraction_flipped
 from lrp_engine.experiment import (
     MNIST_NORMALISE,
     ExperimentResult,
@@ -129,22 +129,15 @@ def x_axis(settings: FlipSettings) -> torch.Tensor:
     return fraction_flipped(settings.steps, settings.pixels_per_step, side * side)
 
 
-def has_dropout(model: nn.Module) -> bool:
-    """Whether B-LRP has anything to sample (MC dropout needs dropout layers)."""
-    return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
-
-
 # -- computation ---------------------------------------------------------------------------
 
-@st.cache_resource(show_spinner=False)
 def fast_twin(model_id: str) -> nn.Module:
-    """A channels-last copy of the shared model for B-LRP on the CPU (~1.2–2× faster; the
-    parameters are shared, the model is not modified); the model itself elsewhere."""
+    """The shared model as B-LRP runs it: on the CPU its channels-last copy (~1.2–2× faster;
+    :func:`lrp_engine.evaluation.channels_last_twin`, kept by the engine), elsewhere the
+    model itself."""
     model = get_model(model_id)
     on_cpu = next(model.parameters()).device.type == "cpu"
-    if on_cpu and any(p.dim() == 4 for p in model.parameters()):
-        return channels_last_copy(model)
-    return model
+    return channels_last_twin(model) if on_cpu else model
 
 
 @st.cache_data(max_entries=200, show_spinner=False)
@@ -305,4 +298,4 @@ def _show_finished(job: Job, settings: FlipSettings, message: DeltaGenerator,
 
 
 __all__ = ["BATCH", "JOB_KEY", "FlipSettings", "Job", "advance", "batch_curves", "curves_csv",
-           "figure", "has_dropout", "new_job", "show", "summary_table", "x_axis"]
+           "figure", "new_job", "show", "summary_table", "x_axis"]

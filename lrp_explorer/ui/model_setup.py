@@ -32,7 +32,13 @@ from lrp_engine.models.card import (
     card_from_json,
     card_from_safetensors,
 )
-from lrp_engine.models.zoo import ARCHITECTURES, IMAGENET_CLASSES, preprocessing, spec
+from lrp_engine.models.zoo import (
+    ARCHITECTURES,
+    IMAGENET_CLASSES,
+    bundled_weights,
+    preprocessing,
+    spec,
+)
 from lrp_engine.operator_models import (
     ENV,
     OperatorModel,
@@ -115,18 +121,14 @@ def _choose_model_and_card(options: tuple[str, ...], ns: str, default_arch: str,
     elif kind == "vgg16":
         m = _vgg16(ns)
     elif kind == "mri_demo3d":
-        from lrp_engine.mri_demo3d import CLASS_NAMES, INPUT_SHAPE
+        from lrp_engine.mri_demo3d import CLASS_NAMES, SLICE_PREPROCESSING
 
         m = ModelChoice(resources.mri_demo3d_model(), "mri_demo3d", "mri_demo3d",
                         tuple(CLASS_NAMES), MODEL_LABELS["mri_demo3d"])
-        card = PreprocessingCard(size=INPUT_SHAPE[1:], resize="pad-square", channels=1,
-                                 mean=(), std=(), windowing="percentile")
-        return Setup(m, card)  # a volume [1, 1, 16, 48, 48]: the card is its axial slices'
+        return Setup(m, SLICE_PREPROCESSING)  # a volume [1, 1, D, H, W] of such slices
     else:
-        from lrp_engine.mri_demo import CLASS_NAMES
-
         m = ModelChoice(resources.mri_demo_model(), "mri_demo", "mri_demo",
-                        tuple(CLASS_NAMES), MODEL_LABELS["mri_demo"])
+                        bundled_weights("mri_demo").class_names, MODEL_LABELS["mri_demo"])
     return None if m is None else Setup(m, preprocessing(m.arch))
 
 
@@ -211,9 +213,122 @@ def _registry_name(arch: str) -> str | None:
     return next((a for a in ARCHITECTURES if a.lower() == low), None)
 
 
+@dataclass(frozen=True)
+class _CardSource:
+    """The model card of the card upload or of the checkpoint's metadata: the card, its
+    preprocessing, where it came from, the error that kept it from being read, and a tag
+    that changes with the card's file."""
+
+    model: ModelCard | None
+    preprocessing: PreprocessingCard | None
+    where: str
+    error: str | None
+    tag: str
+
+
+def _card_source(card_up: object, up: object) -> _CardSource:
+    try:
+        mcard, pcard, where = _read_model_card(card_up, up)
+        error = None
+    except CardError as e:
+        mcard, pcard, where, error = None, None, "", str(e)
+    tag = (card_up.digest if card_up is not None else
+           up.digest if mcard is not None and up is not None else "")
+    return _CardSource(mcard, pcard, where, error, tag)
+
+
+def _architecture(ns: str, default_arch: str, card: _CardSource) -> str:
+    """The architecture select box; a new model card sets it once to the card's."""
+    s = st.session_state
+    arch_key = f"{ns}_ckpt_arch"
+    if card.model is not None and s.get(f"{ns}_card_applied") != card.tag:
+        s[f"{ns}_card_applied"] = card.tag
+        name = _registry_name(card.model.architecture)
+        if name is not None:
+            s[arch_key] = name
+    if arch_key not in s or s[arch_key] not in ARCHITECTURES:
+        s[arch_key] = default_arch if default_arch in ARCHITECTURES else next(iter(ARCHITECTURES))
+    arch = st.sidebar.selectbox("Architecture", list(ARCHITECTURES), key=arch_key,
+                                format_func=arch_label,
+                                help="Every architecture of the registry: type to search "
+                                     "(e.g. 'resnet', 'vit_b_16').")
+    st.sidebar.caption(spec(arch).description)
+    return arch
+
+
+def _card_unusable(card: _CardSource) -> bool:
+    """Whether the model card cannot be used (said in an ``st.error``)."""
+    if card.error is not None:
+        st.error(f"The model card cannot be used: {plain(card.error)}")
+        return True
+    if card.model is not None and _registry_name(card.model.architecture) is None:
+        st.error(f"The model card {plain(card.where)} is for architecture "
+                 f"'{plain(card.model.architecture)}', which this app does not know.")
+        return True
+    return False
+
+
+def _contradicts(card: _CardSource, up: object, k: int, arch: str, in_ch: int | None) -> bool:
+    """Whether the model card contradicts the loaded checkpoint (said in an ``st.error``)."""
+    if card.model is None:
+        return False
+    try:
+        card.model.check_against(k, arch, in_ch)
+    except CardError as e:
+        st.error(f"The model card {plain(card.where)} contradicts the checkpoint "
+                 f"{plain(up.name)}: {plain(e)}.")
+        return True
+    return False
+
+
+def _edited_card(ns: str, arch: str, up: object, card: _CardSource, in_ch: int | None,
+                 scan: bool) -> PreprocessingCard | None:
+    """The preprocessing card editor (reset by a new checkpoint, architecture or card);
+    None when its card is invalid or does not fit the model's first layer."""
+    with st.expander("Preprocessing card: what the model sees", expanded=True):
+        pre = card_editor(f"{ns}_pre", preprocessing(arch),
+                          source=f"{up.digest[:16]}-{arch}-{card.tag[:16]}",
+                          loaded=card.preprocessing, scan=scan)
+        if pre is not None and in_ch is not None and pre.channels != in_ch:
+            st.error(f"The preprocessing gives {pre.channels} channel(s) but the model's "
+                     f"first layer takes {in_ch}: choose {in_ch} channel(s).")
+            return None
+    return pre
+
+
+def _card_download(ns: str, card: _CardSource, out: dict[str, object]) -> None:
+    """The provenance field and the model card's download button (the card's JSON also
+    under ``f"{ns}_model_card_json"``); ``out``: the card's other fields."""
+    s, sb = st.session_state, st.sidebar
+    prov_key = f"{ns}_provenance"
+    if card.model is not None and s.get(f"{ns}_provenance_for") != card.tag:
+        s[f"{ns}_provenance_for"] = card.tag
+        s[prov_key] = card.model.provenance
+    provenance = sb.text_area("Provenance (for the model card)", key=prov_key,
+                              max_chars=20_000, placeholder="Who trained it, on what, when…")
+    try:
+        text = ModelCard(**out, provenance=provenance).to_json()
+    except CardError as e:
+        sb.error(f"No model card can be written: {plain(e)}")
+    else:
+        s[f"{ns}_model_card_json"] = text
+        sb.download_button("Download the model card (JSON)", text, "model_card.json",
+                           "application/json", on_click="ignore", key=f"{ns}_card_download")
+
+
+def _class_names_file(names_up: object) -> tuple[bool, tuple[str, ...] | None]:
+    """(whether the class-name upload is usable, its names); a bad one is an ``st.error``."""
+    if names_up is None:
+        return True, None
+    try:
+        return True, parse_class_names(names_up.data)
+    except ValueError as e:
+        st.error(f"{plain(names_up.name)}: {plain(e)}")
+        return False, None
+
+
 def _checkpoint_setup(ns: str, default_arch: str, scan: bool) -> Setup | None:
     sb = st.sidebar
-    s = st.session_state
     up = read_upload("Checkpoint (.pt, .pth, .safetensors)", f"{ns}_ckpt_file",
                      CHECKPOINT_UPLOAD, CHECKPOINT_TYPES, container=sb,
                      help="A state dict (torch.save(model.state_dict(), …)) or a safetensors "
@@ -223,96 +338,40 @@ def _checkpoint_setup(ns: str, default_arch: str, scan: bool) -> Setup | None:
                           ["json"], container=sb,
                           help="Architecture, classes, class names and preprocessing, as the "
                                "download button below writes it. Read as data only.")
-    try:
-        mcard, pcard, card_where = _read_model_card(card_up, up)
-        card_error = None
-    except CardError as e:
-        mcard, pcard, card_where, card_error = None, None, "", str(e)
-    card_tag = (card_up.digest if card_up is not None else
-                up.digest if mcard is not None and up is not None else "")
-    arch_key = f"{ns}_ckpt_arch"
-    if mcard is not None and s.get(f"{ns}_card_applied") != card_tag:
-        s[f"{ns}_card_applied"] = card_tag  # a new card sets the architecture once
-        name = _registry_name(mcard.architecture)
-        if name is not None:
-            s[arch_key] = name
-    if arch_key not in s or s[arch_key] not in ARCHITECTURES:
-        s[arch_key] = default_arch if default_arch in ARCHITECTURES else next(iter(ARCHITECTURES))
-    arch = sb.selectbox("Architecture", list(ARCHITECTURES), key=arch_key,
-                        format_func=arch_label,
-                        help="Every architecture of the registry: type to search (e.g. "
-                             "'resnet', 'vit_b_16').")
-    sb.caption(spec(arch).description)
+    card = _card_source(card_up, up)
+    arch = _architecture(ns, default_arch, card)
     names_up = read_upload("Class names (optional text file, one per line)",
                            f"{ns}_ckpt_names", CLASS_NAMES_UPLOAD, ["txt", "csv"], container=sb)
-    if card_error is not None:
-        st.error(f"The model card cannot be used: {plain(card_error)}")
-        return None
-    if mcard is not None and _registry_name(mcard.architecture) is None:
-        st.error(f"The model card {plain(card_where)} is for architecture "
-                 f"'{plain(mcard.architecture)}', which this app does not know.")
+    if _card_unusable(card):
         return None
     if up is None:
         st.info("Upload a checkpoint in the sidebar (a state dict saved with torch.save, or a "
                 ".safetensors file), with its model card if you have one, and choose its "
                 "architecture.")
         return None
-    names = None
-    if names_up is not None:
-        try:
-            names = parse_class_names(names_up.data)
-        except ValueError as e:
-            st.error(f"{plain(names_up.name)}: {plain(e)}")
-            return None
-    loaded = _load(up, arch, names)
+    names_ok, names = _class_names_file(names_up)
+    loaded = _load(up, arch, names) if names_ok else None
     if loaded is None:
         return None
     k = loaded.num_classes
     sb.caption(f"{k} classes (read from the checkpoint)")
     in_ch = first_in_channels(loaded.model)
-    if mcard is not None:
-        try:
-            mcard.check_against(k, arch, in_ch)
-        except CardError as e:
-            st.error(f"The model card {plain(card_where)} contradicts the checkpoint "
-                     f"{plain(up.name)}: {plain(e)}.")
-            return None
-    class_names = tuple(loaded.class_names)
-    if names is None and mcard is not None and mcard.class_names:
-        class_names = tuple(mcard.class_names)
-    with st.expander("Preprocessing card: what the model sees", expanded=True):
-        card = card_editor(f"{ns}_pre", preprocessing(arch),
-                           source=f"{up.digest[:16]}-{arch}-{card_tag[:16]}", loaded=pcard,
-                           scan=scan)
-        if card is not None and in_ch is not None and card.channels != in_ch:
-            st.error(f"The preprocessing gives {card.channels} channel(s) but the model's "
-                     f"first layer takes {in_ch}: choose {in_ch} channel(s).")
-            card = None
-    if card is None:
+    if _contradicts(card, up, k, arch, in_ch):
         return None
-    prov_key = f"{ns}_provenance"
-    if mcard is not None and s.get(f"{ns}_provenance_for") != card_tag:
-        s[f"{ns}_provenance_for"] = card_tag
-        s[prov_key] = mcard.provenance
-    provenance = sb.text_area("Provenance (for the model card)", key=prov_key,
-                              max_chars=20_000, placeholder="Who trained it, on what, when…")
-    try:
-        out = ModelCard(architecture=arch, num_classes=k, preprocessing=card,
-                        class_names=class_names, provenance=provenance)
-        text = out.to_json()
-    except CardError as e:
-        sb.error(f"No model card can be written: {plain(e)}")
-    else:
-        s[f"{ns}_model_card_json"] = text
-        sb.download_button("Download the model card (JSON)", text, "model_card.json",
-                           "application/json", on_click="ignore", key=f"{ns}_card_download")
-    key = f"checkpoint-{up.digest[:16]}-{arch}-{k}"
+    class_names = tuple(loaded.class_names)
+    if names is None and card.model is not None and card.model.class_names:
+        class_names = tuple(card.model.class_names)
+    pre = _edited_card(ns, arch, up, card, in_ch, scan)
+    if pre is None:
+        return None
+    _card_download(ns, card, {"architecture": arch, "num_classes": k, "preprocessing": pre,
+                              "class_names": class_names})
     notes = list(loaded.notes)
-    if card_where:
-        notes.append(f"model card from {card_where}")
-    m = ModelChoice(loaded.model, key, arch, class_names,
+    if card.where:
+        notes.append(f"model card from {card.where}")
+    m = ModelChoice(loaded.model, f"checkpoint-{up.digest[:16]}-{arch}-{k}", arch, class_names,
                     f"{up.name} ({spec(arch).label}, {k} classes)", tuple(notes))
-    return Setup(m, card)
+    return Setup(m, pre)
 
 
 def _load(up: object, arch: str, names: tuple[str, ...] | None) -> LoadedModel | None:

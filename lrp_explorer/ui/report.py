@@ -12,11 +12,8 @@ them).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,15 +30,8 @@ from torch import nn
 import lrp_engine as le
 from lrp_engine import viz
 
-from .compute import BLRPMaps, TargetKey, compute_blrp
+from .compute import BLRPMaps, TargetKey, blrp_maps, model_device, model_input
 from .rule_table import RuleChoice
-
-
-def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
-    p = next(model.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev)
-
 
 # -- predictions and timing ------------------------------------------------------------------
 
@@ -49,7 +39,7 @@ def _tensor(model: nn.Module, x: np.ndarray) -> torch.Tensor:
 def predict(_model: nn.Module, model_key: str, x: np.ndarray) -> np.ndarray:
     """Softmax probabilities [K] of ``x`` [1, C, H, W] (one forward pass)."""
     with torch.no_grad():
-        logits = _model(_tensor(_model, x))
+        logits = _model(model_input(_model, x))
     return torch.softmax(logits.float(), 1)[0].cpu().numpy()
 
 
@@ -86,7 +76,7 @@ def explain_timing(_model: nn.Module, model_key: str, shape: tuple[int, ...]) ->
     """Time one LRP explanation of an input of ``shape`` [1, C, H, W] and one batch of
     copies (2 for large inputs, 16 for small ones), once per model. Call it after the model
     has explained something, so the passes are warm."""
-    dev = _tensor(_model, np.zeros(1)).device
+    dev = model_device(_model)
     batch = 2 if int(np.prod(shape[2:])) >= 128 * 128 else 16
     times = []
     for n in (1, batch):
@@ -116,44 +106,14 @@ def chunk_for(x: np.ndarray, n_samples: int) -> int:
     return max(1, min(n_samples, max(10, n_samples // 10)))
 
 
-#: finished B-LRP results, process-wide and bounded (st.cache_data cannot hold them: it would
-#: record the progress bar's updates and fail replaying them on a cache hit)
-_BLRP_RESULTS: OrderedDict[tuple, BLRPMaps] = OrderedDict()
-_BLRP_LOCK = threading.Lock()
-BLRP_MAX_ENTRIES = 16
-
-
 def blrp_with_progress(model: nn.Module, model_key: str, x: np.ndarray, choice: RuleChoice,
                        n_samples: int, alphas: Sequence[float], target: TargetKey = "predicted",
                        low: tuple[float, ...] | None = None,
                        high: tuple[float, ...] | None = None) -> BLRPMaps:
     """B-LRP of ``x`` [1, C, H, W] with an ``st.progress`` bar while the samples are
-    explained. Results are kept (the last :data:`BLRP_MAX_ENTRIES`, keyed by model key,
-    input bytes and settings), like :func:`ui.compute.blrp_maps`."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    args = (choice, int(n_samples), tuple(float(a) for a in alphas), target, low, high)
-    key = (model_key, x.shape, hashlib.sha256(x.tobytes()).hexdigest(), *args)
-    with _BLRP_LOCK:
-        hit = _BLRP_RESULTS.get(key)
-        if hit is not None:
-            _BLRP_RESULTS.move_to_end(key)
-            return hit
-    bar = st.progress(0.0, text=f"Explaining {n_samples} sampled networks…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(total, 1)),
-                     text=f"{done} of {total} sampled networks explained")
-
-    try:
-        res = compute_blrp(model, x, *args, chunk=chunk_for(x, int(n_samples)),
-                           progress=progress)
-    finally:
-        bar.empty()
-    with _BLRP_LOCK:
-        _BLRP_RESULTS[key] = res
-        while len(_BLRP_RESULTS) > BLRP_MAX_ENTRIES:
-            _BLRP_RESULTS.popitem(last=False)
-    return res
+    explained (:func:`ui.compute.blrp_maps`: kept in the same store)."""
+    return blrp_maps(model, model_key, x, choice, n_samples, alphas, target, low, high,
+                     chunk=chunk_for(np.asarray(x), int(n_samples)), progress_bar=True)
 
 
 def certainty_map(agreement: np.ndarray, mean: np.ndarray, floor: float = 0.01) -> np.ndarray:

@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 from lrp_engine.data import load_bundled_mnist
-from lrp_engine.models import BUNDLED, load_bundled
+from lrp_engine.models import BUNDLED, load_bundled, model_label
 
 if TYPE_CHECKING:
     from lrp_engine.checkpoints import LoadedModel
     from lrp_engine.mri_demo import LesionBatch
 
-#: display names of the bundled models, in the order offered
-MODEL_NAMES = {"lenet": "LeNet-5 (LeCun et al. 1998), 32×32 input", "mlp": "MLP 784-300-100-10"}
+#: display names of the bundled digit models (the registry's), in the order offered
+MODEL_NAMES = {name: model_label(name) for name in BUNDLED}
 
 
 def device() -> torch.device:

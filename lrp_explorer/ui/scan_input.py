@@ -30,11 +30,12 @@ import streamlit as st
 import torch
 from torch import nn
 
-from lrp_engine import medical
+from lrp_engine import has_dropout, medical
 from lrp_engine.models.card import PreprocessingCard
 from lrp_engine.models.zoo import (
     IMAGENET_CLASSES,
     WeightsUnavailableError,
+    model_label,
     preprocessing,
 )
 
@@ -54,11 +55,10 @@ SAMPLES = {"cat_chelsea.jpg": "Chelsea the cat", "coffee.jpg": "A cup of coffee"
            "astronaut.jpg": "Astronaut Eileen Collins", "rocket.jpg": "A rocket launch"}
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 CHECKPOINT_TYPES = ["pt", "pth", "safetensors", "bin", "ckpt"]
-#: the model choices, key → label
+#: the model choices, key → label: the registry's models as the registry names them, the
+#: 3-D demo (a volume model, not in the registry) and the user's own checkpoint
 MODEL_LABELS = {
-    "efficientnet_lite0": "EfficientNet-Lite0 (bundled, ImageNet)",
-    "vgg16": "VGG-16 (ImageNet)",
-    "mri_demo": "Bundled demo CNN (synthetic lesions, not diagnostic)",
+    **{arch: model_label(arch) for arch in ("efficientnet_lite0", "vgg16", "mri_demo")},
     "mri_demo3d": "Bundled 3-D demo CNN (synthetic lesion volumes, not diagnostic)",
     "checkpoint": "Your own checkpoint",
 }
@@ -142,7 +142,7 @@ class ModelChoice:
     @property
     def has_dropout(self) -> bool:
         """Whether B-LRP can sample networks (a dropout layer exists)."""
-        return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in self.model.modules())
+        return has_dropout(self.model)
 
 
 def _vgg16(ns: str) -> ModelChoice | None:

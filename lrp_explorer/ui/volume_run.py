@@ -24,6 +24,7 @@ from torch import nn
 from lrp_engine.volume_explain import explain_slices
 
 from . import report, resources
+from .compute import model_input
 from .rule_table import RuleChoice
 
 STATE = "mri_volume_run"
@@ -69,7 +70,7 @@ def _on_strip_select(axis: int) -> None:
     points = getattr(getattr(sel, "selection", None), "points", None) or (
         (sel or {}).get("selection", {}).get("points") if isinstance(sel, dict) else None)
     if points:
-        _jump(axis, int(round(float(points[0]["x"]))) - 1)
+        _jump(axis, round(float(points[0]["x"])) - 1)
 
 
 def strip_figure(scores: np.ndarray, current: int, title: str) -> go.Figure:
@@ -135,11 +136,10 @@ def slice_runs(model: nn.Module, model_key: str, n: int, make_input: Callable[[i
     st.session_state[STATE] = run
     todo = run.todo
     bar = st.progress(0.0, text=f"Explaining {len(todo)} slices…")
-    dev = resources.device()
     for i in range(0, len(todo), bs):
         chunk = todo[i:i + bs]
         t0 = time.perf_counter()
-        xs = torch.from_numpy(np.concatenate([make_input(k) for k in chunk])).to(dev)
+        xs = model_input(model, np.concatenate([make_input(k) for k in chunk]))
         res = explain_slices(model, xs, choice.composite(*bounds_tensors(bounds)),
                              "predicted" if target == "predicted" else int(target),
                              batch_size=len(chunk))

@@ -118,7 +118,7 @@ def page(browser: Any, app_server: StreamlitServer, tmp_path: Path,
             try:
                 pg.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
                 print(f"screenshot: {tmp_path / 'failure.png'}")
-            except Exception:  # the page may be gone already
+            except Exception:  # noqa: BLE001 - the page may be gone already
                 pass
             print(f"server log (tail):\n{app_server.log_tail()}")
         context.close()

@@ -184,7 +184,7 @@ def wait_rerun(page: Any, start_ms: float = 3_000, timeout_ms: float = 60_000) -
     try:
         page.wait_for_function("() => window.__lrpRan === true", timeout=start_ms, polling=20)
         seen = True
-    except Exception:  # playwright TimeoutError: the run may be over already
+    except Exception:  # noqa: BLE001 - playwright TimeoutError: the run may be over already
         seen = False
     wait_idle(page, timeout_ms)
     return seen
@@ -253,7 +253,7 @@ def find_canvas(page: Any, timeout_ms: float = 30_000) -> Any:
                 loc = frame.locator("canvas.upper-canvas")
                 if loc.count():
                     return loc.first
-            except Exception:  # a frame detached while we looked: try the next
+            except Exception:  # noqa: BLE001 - a frame detached while we looked: try the next
                 continue
         if time.monotonic() > deadline:
             raise AssertionError("no canvas.upper-canvas (streamlit-drawable-canvas) found")
@@ -310,7 +310,7 @@ def open_select(page: Any, label: str, attempts: int = 4) -> None:
         try:
             page.wait_for_function("(el) => el.getAttribute('aria-expanded') === 'true'",
                                    arg=combo.element_handle(), timeout=1_500)
-        except Exception:  # playwright TimeoutError: click again
+        except Exception:  # noqa: BLE001 - playwright TimeoutError: click again
             continue
     page.get_by_role("option").first.wait_for(state="visible", timeout=10_000)
 

@@ -601,7 +601,7 @@ class Session:
                 SETUP_DONE_JS, polling=100, timeout=left * 1000)).json_value()
             if isinstance(done, dict):
                 raise RuntimeError(f"{done['failed']}: {done['text'][:300]}")
-        except Exception as e:  # noqa: BLE001 - say where it stuck
+        except Exception as e:  # say where it stuck
             raise RuntimeError(f"{step} ({time.monotonic() - t0:.0f} s): {type(e).__name__}: "
                                f"{(str(e).splitlines() or [''])[0][:160]}; page: "
                                f"{await self._describe()}") from e
@@ -731,7 +731,7 @@ class Session:
         try:
             done = await asyncio.wait_for(self._act_and_wait(action, pick, before),
                                           ACTION_TIMEOUT_S)
-        except Exception as e:  # noqa: BLE001 - playwright's errors and TimeoutError alike
+        except Exception as e:  # playwright's errors and TimeoutError alike
             raise await self._failure(kind, e) from e
         wall = time.perf_counter() - t0
         if done.get("failed"):

@@ -43,7 +43,7 @@ def test_home_renders_with_navigation(page: Any, base_url: str, tmp_path: Path) 
                   const texts = ({NAV_LINKS_JS})().map(l => l[0]);
                   return titles.every(t => texts.some(x => x.endsWith(t)));
                 }}""", arg=list(present.values()), timeout=30_000)
-        except Exception:  # playwright TimeoutError: the assertions below say what is missing
+        except Exception:  # noqa: BLE001 - playwright TimeoutError: the assertions below say what is missing
             pass
         links = page.evaluate(NAV_LINKS_JS)
         for file, name in present.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from pathlib import Path
@@ -287,7 +288,7 @@ def test_csv_download_has_one_column_per_method_and_one_row_per_step(
                                                          SMALL["Held-out images"])}
     for j, label in enumerate(SMALL_ROWS, start=1):
         curve = [row[j] for row in values]
-        area = sum((a + b) / 2 for a, b in zip(curve[:-1], curve[1:], strict=True)) / (steps - 1)
+        area = sum((a + b) / 2 for a, b in itertools.pairwise(curve)) / (steps - 1)
         assert area == pytest.approx(float(rows[label][AUC]), rel=1e-4, abs=1e-4), label
     assert sum(row[1] for row in values) < sum(row[3] for row in values), "LRP ≥ random"
 

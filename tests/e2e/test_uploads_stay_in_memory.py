@@ -344,7 +344,7 @@ def test_uploads_never_reach_the_disk(browser: Any, chromium_executable: str,
                 try:
                     page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
                     print(f"screenshot: {tmp_path / 'failure.png'}")
-                except Exception:  # the page may be gone already
+                except Exception:  # noqa: BLE001 - the page may be gone already
                     pass
             ctx.close()
         if failed:

@@ -96,7 +96,7 @@ def test_mlp_shows_dense_weights_and_hidden_activations() -> None:
     assert at.session_state[state.MODEL_ID] == "mlp"
     assert any("no convolution" in i.value for i in at.info)
     weights, bars = _figures(at)
-    z, idx = _tiles(weights)
+    z, _ = _tiles(weights)
     assert z.shape == (4 * 29 - 1, 16 * 29 - 1)  # the first 64 of 300 units, 28×28 each
     assert np.isfinite(z).sum() == 64 * 28 * 28
     assert bars["data"][0]["type"] == "bar" and len(bars["data"][0]["y"]) == 300

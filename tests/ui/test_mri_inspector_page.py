@@ -165,7 +165,7 @@ def test_dicom_without_pixel_data_gives_a_clear_error(at: AppTest) -> None:
 def test_nifti_volume_with_axis_and_slice_selector(at: AppTest) -> None:
     import nibabel as nib
 
-    zz, yy, xx = np.meshgrid(np.arange(30), np.arange(48), np.arange(40), indexing="ij")
+    _, yy, xx = np.meshgrid(np.arange(30), np.arange(48), np.arange(40), indexing="ij")
     vol = (100 + 2 * xx + yy).astype(np.float32).transpose(2, 1, 0)  # [X=40, Y=48, Z=30]
     vol[(np.arange(40)[:, None, None] - 12) ** 2 + (np.arange(48)[None, :, None] - 20) ** 2
         + (np.arange(30)[None, None, :] - 10) ** 2 < 36] = 400

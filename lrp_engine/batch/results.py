@@ -125,7 +125,7 @@ def _collect(out: Path) -> _Collected:
                     shape = tuple(z[name].shape[-2:])
         rows.append({k: (math.nan if v is None else v) for k, v in row.items()})
     rows.sort(key=lambda r: (int(r.get("index", 0)), str(r.get("name", ""))))
-    return _Collected(rows, sums, counts, shape)  # type: ignore[arg-type]
+    return _Collected(rows, sums, counts, shape)
 
 
 def _skipped_records(out: Path) -> list[dict[str, str]]:
@@ -346,7 +346,7 @@ def _plots(cfg: BatchConfig, header: Sequence[str], records: Sequence[Sequence[A
     _write(folder / "curves.html", html, paths)
     try:
         png = fig.to_image(format="png", width=450 * len(perts) + 250, height=500, scale=2)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - kaleido fails in many ways; PNG is optional
         notes.append(f"plots/curves.png skipped: plotly's static export is unavailable "
                      f"({type(e).__name__}; install kaleido and a Chromium for PNG)")
         return
@@ -532,7 +532,7 @@ class ResultsFolder:
                       if n.startswith("curve/")}
             return ItemResult(key=key, row=read_item_row(path), input=z["input"],
                               maps=maps, mask=z["mask"] if "mask" in z.files else None,
-                              curves=curves)  # type: ignore[arg-type]
+                              curves=curves)
 
     def item_curves(self, method: str, perturbation: str = "pf",
                     keys: Sequence[str] | None = None) -> np.ndarray:

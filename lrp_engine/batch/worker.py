@@ -241,7 +241,8 @@ def _mask_tensor(card: Any, data: bytes) -> Tensor:
 @dataclass
 class Decoded:
     """The decodable items of one batch: rows, inputs x [n, C, H, W], masks [n, H, W]
-    (None: no item has one; all-False rows: that item has none, or an empty one) and ``has_mask`` [n]."""
+    (None: no item has one; all-False rows: that item has none, or an empty one) and
+    ``has_mask`` [n]."""
 
     rows: list[Row]
     x: Tensor
@@ -312,7 +313,7 @@ class BatchWorker:
     def _input_size(self) -> tuple[int, int]:
         if self.m.own_set and self.cfg.bundled == "mri-demo":
             return 96, 96
-        return tuple(self.m.card.size)  # type: ignore[return-value]
+        return tuple(self.m.card.size)
 
     def _check_steps(self) -> None:
         h, w = self._input_size()
@@ -368,7 +369,7 @@ class BatchWorker:
                 if mask is not None and tuple(mask.shape) != tuple(x.shape[-2:]):
                     raise ValueError(f"the mask is {tuple(mask.shape)}, the input "
                                      f"{tuple(x.shape[-2:])}")
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any undecodable item is skipped, with why
                 bad.append((row, _reason(e)))
                 continue
             ok.append(row)

@@ -242,6 +242,96 @@ def _ui_workloads(prepared: dict[str, Prepared], shared: dict[str, Any]) -> None
     prepared["UI Digits Run B-LRP (new digit)"] = (run_blrp, prep_blrp)
 
 
+_GROUPS: dict[str, Callable[[dict[str, Prepared], dict[str, Any]], None]] = {
+    "bench_explain": _explain_workloads, "bench_blrp": _blrp_workloads,
+    "bench_models": _models_workloads, "bench_ui_latency": _ui_workloads}
+
+
+def _set_up(wanted: set[str], prepared: dict[str, Prepared], shared: dict[str, Any],
+            errors: dict[str, str]) -> dict[str, float]:
+    """Build the workloads of each wanted benchmark into ``prepared``; a group whose set-up
+    fails names its missing workloads in ``errors``. Returns each group's set-up seconds."""
+    setup_s: dict[str, float] = {}
+    for bench, setup in _GROUPS.items():
+        if bench not in wanted:
+            continue
+        t0 = time.perf_counter()
+        try:
+            setup(prepared, shared)
+        except Exception as e:  # noqa: BLE001 - an old commit may fail any way; reported
+            for w in WORKLOADS:
+                if w.bench == bench and w.name not in prepared:
+                    errors[w.name] = _one_line(e)
+            print(f"set-up of {bench} failed:", file=sys.stderr)
+            traceback.print_exc()
+        setup_s[bench] = time.perf_counter() - t0
+    return setup_s
+
+
+def _warm_up(names: list[str], prepared: dict[str, Prepared],
+             errors: dict[str, str]) -> dict[str, float]:
+    """Call each prepared workload once (the cached preset switch twice); one that fails is
+    dropped from ``prepared`` and named in ``errors``. Returns the warm-up seconds."""
+    warm = {"UI Digits preset switch (cached)": 2}  # both presets in the cache
+    warmup_s: dict[str, float] = {}
+    for name in names:
+        if name not in prepared:
+            errors.setdefault(name, "not prepared")
+            continue
+        fn, prep = prepared[name]
+        t0 = time.perf_counter()
+        try:
+            for _ in range(warm.get(name, 1)):
+                if prep is not None:
+                    prep()
+                fn()
+        except Exception as e:  # noqa: BLE001 - an old commit's workload may fail any way
+            errors[name] = _one_line(e)
+            del prepared[name]
+        warmup_s[name] = round(time.perf_counter() - t0, 2)
+    return warmup_s
+
+
+def _describe(worktree: Path, engine_file: Path, wanted: set[str],
+              setup_s: dict[str, float], warmup_s: dict[str, float]) -> dict[str, Any]:
+    """The child's ``info``: where lrp_engine came from, torch, the set-up times, the app."""
+    import torch
+
+    info: dict[str, Any] = {
+        "lrp_engine": str(engine_file.parent), "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "setup_s": {k: round(v, 1) for k, v in setup_s.items()}
+        | {"warm-up": round(sum(warmup_s.values()), 1)},
+        "warmup_s": warmup_s}
+    if "bench_ui_latency" in wanted:
+        try:
+            app, page = _digits_app(worktree)
+            info["app"] = f"{app.relative_to(worktree)} → {page}"
+        except FileNotFoundError as e:
+            info["app"] = str(e)
+    return info
+
+
+def _serve(prepared: dict[str, Prepared], proto: IO[str]) -> None:
+    """Answer the parent's commands (one JSON object a line on stdin) until ``quit``."""
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "quit":
+            break
+        fn, prep = prepared[cmd["name"]]
+        try:
+            if prep is not None:
+                prep()
+            gc.collect()
+            t0 = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001 - any failure is the reply
+            _send(proto, {"error": _one_line(e)})
+            continue
+        _send(proto, {"seconds": seconds})
+
+
 def _child(worktree: Path, threads: int, names: list[str], proto: IO[str]) -> None:
     """Prepare the workloads of the commit checked out at ``worktree``, then answer the
     parent's commands (one JSON object a line) until it says ``quit``."""
@@ -257,72 +347,16 @@ def _child(worktree: Path, threads: int, names: list[str], proto: IO[str]) -> No
     prepared: dict[str, Prepared] = {}
     shared: dict[str, Any] = {"worktree": worktree, "names": names}
     errors: dict[str, str] = {}
-    groups = {"bench_explain": _explain_workloads, "bench_blrp": _blrp_workloads,
-              "bench_models": _models_workloads, "bench_ui_latency": _ui_workloads}
     wanted = {w.bench for w in WORKLOADS if w.name in names}
-    setup_s: dict[str, float] = {}
-    for bench, setup in groups.items():
-        if bench not in wanted:
-            continue
-        t0 = time.perf_counter()
-        try:
-            setup(prepared, shared)
-        except Exception as e:  # a workload this commit lacks is reported, not fatal
-            for w in WORKLOADS:
-                if w.bench == bench and w.name not in prepared:
-                    errors[w.name] = _one_line(e)
-            print(f"set-up of {bench} failed:", file=sys.stderr)
-            traceback.print_exc()
-        setup_s[bench] = time.perf_counter() - t0
-    warm = {"UI Digits preset switch (cached)": 2}  # both presets in the cache
-    warmup_s: dict[str, float] = {}
-    for name in names:
-        if name not in prepared:
-            errors.setdefault(name, "not prepared")
-            continue
-        fn, prep = prepared[name]
-        t0 = time.perf_counter()
-        try:
-            for _ in range(warm.get(name, 1)):
-                if prep is not None:
-                    prep()
-                fn()
-        except Exception as e:
-            errors[name] = _one_line(e)
-            del prepared[name]
-        warmup_s[name] = round(time.perf_counter() - t0, 2)
+    setup_s = _set_up(wanted, prepared, shared, errors)
+    warmup_s = _warm_up(names, prepared, errors)
     # what set-up made is never garbage: the collection before each call scans only the
     # objects of the calls since (cheap, and the same in both children)
     gc.collect()
     gc.freeze()
-    info = {"lrp_engine": str(engine_file.parent), "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "setup_s": {k: round(v, 1) for k, v in setup_s.items()}
-            | {"warm-up": round(sum(warmup_s.values()), 1)},
-            "warmup_s": warmup_s}
-    if "bench_ui_latency" in wanted:
-        try:
-            app, page = _digits_app(worktree)
-            info["app"] = f"{app.relative_to(worktree)} → {page}"
-        except FileNotFoundError as e:
-            info["app"] = str(e)
+    info = _describe(worktree, engine_file, wanted, setup_s, warmup_s)
     _send(proto, {"ready": sorted(prepared), "errors": errors, "info": info})
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["cmd"] == "quit":
-            break
-        fn, prep = prepared[cmd["name"]]
-        try:
-            if prep is not None:
-                prep()
-            gc.collect()
-            t0 = time.perf_counter()
-            fn()
-            seconds = time.perf_counter() - t0
-        except Exception as e:
-            _send(proto, {"error": _one_line(e)})
-            continue
-        _send(proto, {"seconds": seconds})
+    _serve(prepared, proto)
 
 
 def _send(proto: IO[str], msg: dict[str, Any]) -> None:
@@ -460,6 +494,80 @@ def _subject(sha: str) -> str:
     return _git("log", "-1", "--format=%h %s", sha)
 
 
+def _start(shas: dict[str, str], tmp: Path, threads: int, names: list[str],
+           trees: list[Path], children: dict[str, Child], t_start: float,
+           progress: IO[str]) -> None:
+    """Check out each commit as a worktree under ``tmp`` and start its child, waiting until
+    it is ready. ``trees`` and ``children`` are filled as they come, so that the caller
+    cleans up whatever was made even when a step fails."""
+    for label, sha in shas.items():
+        tree = tmp / label
+        _git("worktree", "add", "--detach", str(tree), sha)
+        trees.append(tree)
+    # one after the other: two children warming up at once would run 2 × threads
+    # spinning torch threads on the same cores, which slows both many times over
+    for label, sha in shas.items():
+        children[label] = Child(label, sha, tmp / label, tmp / f"{label}.log", threads,
+                                names)
+        children[label].wait_ready()
+        print(f"{label} ({sha[:8]}) ready after {time.perf_counter() - t_start:.0f} s",
+              file=progress, flush=True)
+
+
+def _rows(workloads: list[Workload], skipped: list[Workload], quick: bool,
+          children: dict[str, Child]) -> dict[str, Row]:
+    """An empty row per workload in the listed order; the skipped ones and those a child
+    could not prepare carry their reason."""
+    rows = {w.name: Row(w.name, w.bench, [], []) for w in workloads}
+    rows |= {w.name: Row(w.name, w.bench, [], [], "not run with --quick" if quick
+                         else "no rounds") for w in skipped}
+    rows = {w.name: rows[w.name] for w in WORKLOADS if w.name in rows}  # listed order
+    for label, c in children.items():
+        for name, err in c.errors.items():
+            if name in rows and not rows[name].error:
+                rows[name].error = f"{label}: {err}"
+    return rows
+
+
+def _run_rounds(rows: dict[str, Row], workloads: list[Workload], rounds: dict[str, int],
+                children: dict[str, Child], t_start: float, progress: IO[str]) -> None:
+    """The interleaved rounds: each workload once in each child, back to back, the order of
+    the two alternating from round to round; the seconds go into ``rows``."""
+    order = [children["before"], children["after"]]
+    for r in range(max(rounds.values(), default=0)):
+        pair = order if r % 2 == 0 else order[::-1]
+        for w in workloads:
+            row = rows[w.name]
+            if r >= rounds[w.name] or row.error:
+                continue
+            t: dict[str, float] = {}
+            try:
+                for c in pair:
+                    t[c.label] = c.run(w.name)
+            except RuntimeError as e:
+                row.error = str(e).splitlines()[0]
+                continue
+            row.before_s.append(t["before"])
+            row.after_s.append(t["after"])
+        print(f"round {r + 1} done, {time.perf_counter() - t_start:.0f} s", file=progress,
+              flush=True)
+
+
+def _meta(shas: dict[str, str], children: dict[str, Child], threads: int, quick: bool,
+          t_start: float, t_ready: float) -> dict[str, Any]:
+    """The run's description: both commits (and what their children report), the machine
+    and the times."""
+    return {
+        "before": {"commit": shas["before"], "subject": _subject(shas["before"]),
+                   **children["before"].info},
+        "after": {"commit": shas["after"], "subject": _subject(shas["after"]),
+                  **children["after"].info},
+        "threads": threads, "quick": quick, "cpu_count": os.cpu_count(),
+        "load_average_end": os.getloadavg(), "setup_s": t_ready - t_start,
+        "total_s": time.perf_counter() - t_start,
+    }
+
+
 def compare(before: str, after: str, quick: bool, threads: int, only: list[str],
             repeats: int | None, progress: IO[str]) -> tuple[list[Row], dict[str, Any]]:
     """Check out both commits, run the interleaved rounds and return the rows and the
@@ -477,57 +585,13 @@ def compare(before: str, after: str, quick: bool, threads: int, only: list[str],
     children: dict[str, Child] = {}
     t_start = time.perf_counter()
     try:
-        for label, sha in shas.items():
-            tree = tmp / label
-            _git("worktree", "add", "--detach", str(tree), sha)
-            trees.append(tree)
-        # one after the other: two children warming up at once would run 2 × threads
-        # spinning torch threads on the same cores, which slows both many times over
-        for label, sha in shas.items():
-            children[label] = Child(label, sha, tmp / label, tmp / f"{label}.log", threads,
-                                    names)
-            children[label].wait_ready()
-            print(f"{label} ({sha[:8]}) ready after {time.perf_counter() - t_start:.0f} s",
-                  file=progress, flush=True)
+        _start(shas, tmp, threads, names, trees, children, t_start, progress)
         t_ready = time.perf_counter()
         print(f"set-up {t_ready - t_start:.0f} s; {sum(rounds.values())} rounds of "
               f"{len(names)} workloads", file=progress, flush=True)
-        rows = {w.name: Row(w.name, w.bench, [], []) for w in workloads}
-        rows |= {w.name: Row(w.name, w.bench, [], [], "not run with --quick" if quick
-                             else "no rounds") for w in skipped}
-        rows = {w.name: rows[w.name] for w in WORKLOADS if w.name in rows}  # listed order
-        for label, c in children.items():
-            for name, err in c.errors.items():
-                if name in rows and not rows[name].error:
-                    rows[name].error = f"{label}: {err}"
-        order = [children["before"], children["after"]]
-        for r in range(max(rounds.values(), default=0)):
-            pair = order if r % 2 == 0 else order[::-1]
-            for w in workloads:
-                row = rows[w.name]
-                if r >= rounds[w.name] or row.error:
-                    continue
-                t: dict[str, float] = {}
-                try:
-                    for c in pair:
-                        t[c.label] = c.run(w.name)
-                except RuntimeError as e:
-                    row.error = str(e).splitlines()[0]
-                    continue
-                row.before_s.append(t["before"])
-                row.after_s.append(t["after"])
-            print(f"round {r + 1} done, {time.perf_counter() - t_start:.0f} s", file=progress,
-                  flush=True)
-        meta = {
-            "before": {"commit": shas["before"], "subject": _subject(shas["before"]),
-                       **children["before"].info},
-            "after": {"commit": shas["after"], "subject": _subject(shas["after"]),
-                      **children["after"].info},
-            "threads": threads, "quick": quick, "cpu_count": os.cpu_count(),
-            "load_average_end": os.getloadavg(), "setup_s": t_ready - t_start,
-            "total_s": time.perf_counter() - t_start,
-        }
-        return list(rows.values()), meta
+        rows = _rows(workloads, skipped, quick, children)
+        _run_rounds(rows, workloads, rounds, children, t_start, progress)
+        return list(rows.values()), _meta(shas, children, threads, quick, t_start, t_ready)
     finally:
         for c in children.values():
             c.close()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -111,7 +112,7 @@ def test_unreachable_address_is_one_line(tmp_path: Path) -> None:
 
 
 class _Failing:
-    timings: dict[str, float] = {}
+    timings: ClassVar[dict[str, float]] = {}
 
     def __call__(self, batch):
         raise RuntimeError("out of memory\n  (details on the next line)")

@@ -87,7 +87,7 @@ def import_ray() -> Any:
     """``ray`` with Ray Data, or :class:`RayError` saying how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise RayError(f"--ray needs Ray Data ({e.name or e} is missing): pip install "
                        f"'lrp-explorer[ray]' (or '{RAY_REQUIREMENT}')") from None
@@ -140,7 +140,7 @@ def start_local(num_cpus: int, num_gpus: int | None = None) -> float:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - Ray raises many kinds on start-up: one line
         raise RayError(f"could not start a local Ray: {_first_line(e)}") from None
     finally:
         if env_path is None:
@@ -210,7 +210,7 @@ def _connect(ray: Any, address: str) -> float:
     try:  # "auto" as given: Ray then also picks up this machine's cluster token, if any
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any join failure becomes one line
         raise RayError(f"cannot join the Ray cluster at {address}: {_first_line(e)} (a "
                        "cluster with token authentication also needs RAY_AUTH_MODE=token and "
                        "its token here: see Ray's token-auth docs)") from None
@@ -328,7 +328,7 @@ class RayBatchWorker:
                                f"driver {version}: install the same version on every node")
             job = BatchConfig.from_dict(cfg).replace(device=device)
             self.worker = BatchWorker(job, out_dir)
-        except Exception as e:  # reported per batch; Ray would retry the actor instead
+        except Exception as e:  # noqa: BLE001 - reported per batch (Ray would retry)
             self.error = f"{LOAD_FAILED}: {_first_line(e)}"
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -347,7 +347,7 @@ class RayBatchWorker:
             try:
                 res = self.worker(cols)
                 skipped = [str(s) for s in res["skipped"]]
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a batch's failure is reported with its items
                 error = [f"{type(e).__name__}: {_first_line(e)}"] * n
             delta = {k: v - before.get(k, 0.0) for k, v in self.worker.timings.items()}
             timings[0] = json.dumps(delta)
@@ -485,7 +485,7 @@ def _consume(out: Any, report: RunReport, progress: Any) -> None:
             progress(done)
     except (RayError, KeyboardInterrupt):
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a worker's failure surfaces as one line
         if "No module named 'lrp_engine'" in str(e):
             raise RayError("the Ray cluster's workers cannot import lrp_engine: install "
                            "lrp-explorer[ray] (this version) on every node") from None

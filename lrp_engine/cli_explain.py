@@ -122,7 +122,7 @@ def _given_card(args: argparse.Namespace, data: bytes
     return None, ""
 
 
-def _preprocessing(card: ModelCard | PreprocessingCard | None, source: str,
+def resolve_preprocessing(card: ModelCard | PreprocessingCard | None, source: str,
                    loaded: LoadedModel, arch: str) -> tuple[PreprocessingCard, str, list[str]]:
     """The preprocessing to use (the card's, else ``arch``'s default), where it came from,
     and the class names; a card that does not fit the model raises :class:`CardError`."""
@@ -172,7 +172,7 @@ def explain_file(args: argparse.Namespace, out: TextIO | None = None) -> dict[st
                            "give a model card that names it")
     loaded = load_checkpoint(data, arch, num_classes=args.num_classes,
                              filename=Path(args.weights).name)
-    pre, source, names = _preprocessing(card, source, loaded, arch)
+    pre, source, names = resolve_preprocessing(card, source, loaded, arch)
     image = read_image(args.image)
     x = pre.to_tensor(image)
     k = loaded.num_classes

@@ -107,7 +107,7 @@ def _user_checkpoint(cfg: BatchConfig) -> tuple[nn.Module, str, Any, list[str], 
     """``--model`` with ``--checkpoint`` (and ``--card``), as the explain command and the
     app's own-model path load them: (model, arch, card, class names, notes)."""
     from ..checkpoints import load_checkpoint
-    from ..cli_explain import MAX_WEIGHTS_BYTES, _input_channels, default_card
+    from ..cli_explain import MAX_WEIGHTS_BYTES, resolve_preprocessing
     from ..models.card import (
         MAX_JSON_BYTES,
         ModelCard,
@@ -129,20 +129,7 @@ def _user_checkpoint(cfg: BatchConfig) -> tuple[nn.Module, str, Any, list[str], 
         raise BatchError("say which architecture the checkpoint is for (--model NAME), or "
                          "give a model card that names it")
     loaded = load_checkpoint(data, arch, filename=Path(cfg.checkpoint).name)
-    in_channels = _input_channels(loaded.model)
-    names = list(loaded.class_names)
-    pre: PreprocessingCard
-    if model_card is not None:
-        model_card.check_against(loaded.num_classes, arch, in_channels)
-        names = list(model_card.class_names) or names
-        pre = model_card.preprocessing
-    elif isinstance(card, PreprocessingCard):
-        pre = card
-    else:
-        pre = default_card(arch)
-    if in_channels is not None and in_channels != pre.channels:
-        raise BatchError(f"the card gives {pre.channels} channel(s) but the model's first "
-                         f"layer takes {in_channels}")
+    pre, _, names = resolve_preprocessing(card, "", loaded, arch)
     return loaded.model, arch, pre, names, list(loaded.notes)
 
 

@@ -191,7 +191,7 @@ def _relevance_maps(model: nn.Module, fast: nn.Module, x: Tensor, y: Tensor,
     t0 = time.perf_counter()
     if "lrp" in cfg.methods:
         out["lrp"] = explain(model, x, y, cfg.composite)
-        t0 = _tick(timings, "lrp", t0)
+        t0 = tick(timings, "lrp", t0)
     if "blrp" in cfg.methods:
         from .bayes import blrp
 
@@ -200,16 +200,17 @@ def _relevance_maps(model: nn.Module, fast: nn.Module, x: Tensor, y: Tensor,
                    chunk_size=cfg.blrp_chunk)
         for alpha, p in zip(cfg.alphas, res.percentiles, strict=True):
             out[_alpha_key(alpha)] = p.contiguous()
-        t0 = _tick(timings, "blrp", t0)
+        t0 = tick(timings, "blrp", t0)
     if "gradient_x_input" in cfg.methods:
         out["gradient_x_input"] = gradient_x_input(model, x, y)
-        t0 = _tick(timings, "gradient_x_input", t0)
+        t0 = tick(timings, "gradient_x_input", t0)
     if "random" in cfg.methods:
         out["random"] = None
     return out
 
 
-def _tick(timings: dict[str, float], key: str, t0: float) -> float:
+def tick(timings: dict[str, float], key: str, t0: float) -> float:
+    """Add the seconds since ``t0`` to ``timings[key]``; returns now (the next ``t0``)."""
     t = time.perf_counter()
     timings[key] = timings.get(key, 0.0) + t - t0
     return t
@@ -257,7 +258,7 @@ def chunk_curves(model: nn.Module, fast: nn.Module, x: Tensor, y: Tensor, ids: S
     maps = _relevance_maps(model, fast, x, y, cfg, timings)
     t0 = time.perf_counter()
     out = _flip_chunk(model, x, y, maps, ids, cfg)
-    _tick(timings, "pixel_flipping", t0)
+    tick(timings, "pixel_flipping", t0)
     return out
 
 

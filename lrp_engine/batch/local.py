@@ -200,7 +200,8 @@ def prepare(cfg: BatchConfig, backend: str = "local", replace_other: bool = Fals
 
 # -- the run -------------------------------------------------------------------------------
 
-def _bar(cfg: BatchConfig, total: int, label: str, stream: TextIO | None) -> Any:
+def progress_bar(cfg: BatchConfig, total: int, label: str, stream: TextIO | None) -> Any:
+    """A progress bar with ETA for ``total`` items on ``stream``; None when quiet or empty."""
     if cfg.quiet or total == 0:
         return None
     from ..cli import ProgressBar
@@ -221,7 +222,7 @@ def run_local(cfg: BatchConfig, *, plots: bool = True, on_progress: ProgressFn |
     t0 = time.perf_counter()
     plan = prepare(cfg, "local", replace_other)
     total = plan.n_todo
-    bar = _bar(cfg, total, label, stream if stream is not None else sys.stderr)
+    bar = progress_bar(cfg, total, label, stream if stream is not None else sys.stderr)
     report = RunReport(plan.out, plan.n_items, plan.n_done, 0, len(plan.listing.skipped),
                        0.0, notes=list(plan.listing.notes))
     w = worker

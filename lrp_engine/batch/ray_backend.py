@@ -65,7 +65,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .config import BatchConfig
-from .local import Interrupted, ProgressFn, RunReport, columnar, prepare
+from .local import Interrupted, ProgressFn, RunReport, columnar, prepare, progress_bar
 from .results import finalise
 
 #: the Ray this backend is written and tested against (the ``ray`` extra)
@@ -370,14 +370,6 @@ def _failure(names: list[str], keys: list[str], reason: str) -> RayError:
     return RayError(f"a Ray worker failed on item {first}{more}: {reason}")
 
 
-def _bar(cfg: BatchConfig, total: int, label: str, stream: TextIO) -> Any:
-    if cfg.quiet or total == 0:
-        return None
-    from ..cli import ProgressBar
-
-    return ProgressBar(total, label, stream=stream)
-
-
 def run_ray(cfg: BatchConfig, *, plots: bool = True, on_progress: ProgressFn | None = None,
             stream: TextIO | None = None, label: str = "batch (ray)",
             replace_other: bool = False) -> RunReport:
@@ -412,7 +404,8 @@ def run_ray(cfg: BatchConfig, *, plots: bool = True, on_progress: ProgressFn | N
     try:
         with session(cfg) as s:
             # the bar's clock starts once Ray is up (its ETA is the items' pace)
-            bar = _bar(cfg, plan.n_todo, label, stream if stream is not None else sys.stderr)
+            bar = progress_bar(cfg, plan.n_todo, label,
+                               stream if stream is not None else sys.stderr)
             res = _resources(ray, cfg, len(plan.batches))
             where = (f"the Ray cluster at {s.address}" if s.address else
                      "a local Ray started for the job" if s.started else "the running Ray")

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..evaluation import Fill, Order, Score
+from ..experiment import tick
 from .config import (
     BLRP,
     CERTAINTY,
@@ -439,9 +440,7 @@ class BatchWorker:
         return blrp_certainty(res.sign_agreement, res.mean).tolist()
 
     def _tick(self, key: str, t0: float) -> float:
-        t = time.perf_counter()
-        self.timings[key] = self.timings.get(key, 0.0) + t - t0
-        return t
+        return tick(self.timings, key, t0)
 
     # -- metrics -------------------------------------------------------------------------------
 

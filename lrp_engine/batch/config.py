@@ -176,6 +176,15 @@ def alpha_key(alpha: float) -> str:
     return "blrp_a" + f"{alpha:g}".replace(".", "p").replace("-", "m")
 
 
+def method_label(key: str) -> str:
+    """A method key's display name, :func:`alpha_key` read back: ``blrp_a5`` → ``B-LRP α=5``
+    (``blrp_a2p5`` → α=2.5), ``gradient_x_input`` → ``Gradient×Input``, ``random`` →
+    ``Random``, a preset name → ``LRP <preset>``."""
+    if key.startswith("blrp_a"):
+        return "B-LRP α=" + key[6:].replace("p", ".").replace("m", "-")
+    return {GRADIENT_X_INPUT: "Gradient×Input", RANDOM: "Random"}.get(key, f"LRP {key}")
+
+
 def method_keys(cfg: BatchConfig) -> list[str]:
     """The method keys of ``cfg`` in the order given (``"blrp"`` expands to its α keys)."""
     keys: list[str] = []

@@ -29,7 +29,7 @@ import streamlit as st
 
 from lrp_engine import viz
 from lrp_engine.batch import results as rf
-from lrp_engine.batch.config import CERTAINTY, PERTURBATIONS
+from lrp_engine.batch.config import CERTAINTY, PERTURBATIONS, method_label
 
 from .scan_input import plain
 
@@ -135,14 +135,6 @@ def order_help(name: str) -> str:
     worse = "lowest" if higher_is_better(name) else "highest"
     return (f"Worst first: the {worse} {METRIC_NAMES.get(name, name)} first "
             f"({METRIC_HELP.get(name, name)}).")
-
-
-def method_label(key: str) -> str:
-    """``blrp_a5`` → ``B-LRP α=5`` (``blrp_a2p5`` → α=2.5), ``gradient_x_input`` →
-    ``Gradient×Input``, ``random`` → ``Random``, a preset name → ``LRP <preset>``."""
-    if key.startswith("blrp_a"):
-        return "B-LRP α=" + key[6:].replace("p", ".").replace("m", "-")
-    return {"gradient_x_input": "Gradient×Input", "random": "Random"}.get(key, f"LRP {key}")
 
 
 def is_item_level(name: str) -> bool:

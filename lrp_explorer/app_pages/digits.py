@@ -116,8 +116,14 @@ n_samples = b1.number_input("Samples", 1, 500, 100, key="blrp_samples",
                             help="Networks drawn from the MC-dropout posterior.")
 alphas = [al for al, c in zip(ALPHAS, b2.columns(len(ALPHAS)), strict=True)
           if c.checkbox(f"α = {al}", value=True, key=f"blrp_alpha_{al}")]
-if b3.button("Run B-LRP", type="primary", width="stretch"):
-    st.session_state["blrp_on"] = True
+# a switch, on until turned off: while on, every change of digit or rule recomputes B-LRP.
+# The callbacks run before the script, so this run already draws the other button
+if st.session_state.get("blrp_on"):
+    b3.button("Turn B-LRP off", width="stretch", key="blrp_off",
+              on_click=lambda: st.session_state.update(blrp_on=False))
+else:
+    b3.button("Run B-LRP", type="primary", width="stretch", key="blrp_run",
+              on_click=lambda: st.session_state.update(blrp_on=True))
 if not st.session_state.get("blrp_on"):
     st.caption("B-LRP explains many dropout networks at once and shows per-pixel percentiles "
                "of their relevance (α = 5: what nearly all agree on; α = 95: what some use).")

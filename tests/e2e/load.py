@@ -9,8 +9,8 @@ browser work), then all of them together, until the time is up, repeat three act
 - **digit**: types its next held-out index into "Held-out digit #" (session ``s`` of ``n``
   uses ``s + n, s + 2n, …``: after its first digit action no other session shows its digit);
 - **rule**: steps the "Global γ" slider under epsilon-gamma-box, or switches the Preset;
-- **blrp**: clicks "Run B-LRP" (after the first click B-LRP stays on, so every later digit
-  and rule action computes B-LRP as well).
+- **blrp**: clicks "Run B-LRP" (turning B-LRP off first when it is on; it stays on, so
+  every later digit and rule action computes B-LRP as well).
 
 Session ``s`` starts its first round at action ``s % 3``, so that all three kinds of
 request reach the server together from the first second.
@@ -696,13 +696,22 @@ class Session:
                 continue
         await self.page.get_by_role("option", name=option, exact=True).click()
 
-    async def run_blrp(self) -> None:
-        """Press "Run B-LRP" with the keyboard (focus, Enter): a mouse click goes to where
+    async def _press(self, name: str) -> None:
+        """Press a button with the keyboard (focus, Enter): a mouse click goes to where
         the button was, and on a loaded machine the plotly charts above it may still move
         it (a click then lands on nothing and the app never hears of it)."""
-        button = self.page.get_by_role("button", name="Run B-LRP")
+        button = self.page.get_by_role("button", name=name)
         await button.focus()
         await self.page.keyboard.press("Enter")
+
+    async def run_blrp(self) -> None:
+        """Press "Run B-LRP"; B-LRP is a switch, so when it is on already it is turned off
+        first (the action then draws the α panels anew)."""
+        if self.blrp:
+            await self._press("Turn B-LRP off")
+            await self.page.get_by_role("button", name="Run B-LRP").wait_for(
+                timeout=ACTION_TIMEOUT_S * 1000)
+        await self._press("Run B-LRP")
         self.blrp = True
 
     # -- timing and checks -------------------------------------------------------------------

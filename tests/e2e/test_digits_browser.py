@@ -5,7 +5,7 @@
 - ``st.metric("Prediction", "<digit>")``; selectbox "Preset" (epsilon, epsilon-gamma-box,
   zero, deep-taylor, …); the LRP heatmap is the page's first plotly chart;
 - a B-LRP section: button "Run B-LRP" (100 samples by default) draws α-percentile panels
-  in another plotly chart.
+  in another plotly chart; "Turn B-LRP off" removes them.
 """
 
 from __future__ import annotations
@@ -200,6 +200,14 @@ def test_run_blrp_draws_alpha_panels(page: Any, base_url: str, tmp_path: Path) -
     assert found["index"] > 0, "the B-LRP panels are the first chart, not the LRP heatmap"
     assert_no_exception(page)
     shot(page, tmp_path, "digits-blrp")
+
+    # B-LRP is a switch: off, its panels go and the Run button comes back
+    arm_rerun(page)
+    page.get_by_role("button", name="Turn B-LRP off").click()
+    wait_rerun(page)
+    page.get_by_role("button", name="Run B-LRP").wait_for(timeout=30_000)
+    assert alpha_panels(page) is None, "α panels still drawn after 'Turn B-LRP off'"
+    assert_no_exception(page)
 
 
 def test_deep_link_on_fresh_server_runs_app_navigation(browser: Any, tmp_path: Path) -> None:

@@ -144,6 +144,27 @@ def test_blrp_panels(at: AppTest) -> None:
     assert agree.min() >= 0 and agree.max() <= 1
 
 
+def test_blrp_turns_off(at: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After "Turn B-LRP off" a rule change computes no B-LRP and draws no panels."""
+    from lrp_explorer.ui import compute
+
+    calls: list[int] = []
+    real = compute.blrp_maps
+    monkeypatch.setattr(compute, "blrp_maps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.radio(key="digit_source").set_value("Held-out digit").run()
+    at.number_input(key="blrp_samples").set_value(8).run()
+    next(b for b in at.button if b.label == "Run B-LRP").click().run()
+    assert calls and _spec(at, "blrp_panels")
+    at.button(key="blrp_off").click().run()
+    assert not at.exception
+    assert not any("blrp_panels" in (c.proto.id or "") for c in at.get("plotly_chart"))
+    assert any(b.label == "Run B-LRP" for b in at.button)
+    calls.clear()
+    at.selectbox(key="heldout_class").set_value(3).run()  # a later change: still off
+    assert not at.exception and not calls
+    assert not any("blrp_panels" in (c.proto.id or "") for c in at.get("plotly_chart"))
+
+
 def test_upload_path_and_bad_uploads_in_one_session(at: AppTest) -> None:
     """The upload widget cannot be driven by AppTest; a corrupt or odd file goes through the
     same function (ui.digit_input → lrp_engine.io), checked here for its messages."""
